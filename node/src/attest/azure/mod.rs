@@ -1,0 +1,1 @@
+//! Azure TDX confidential VM evidence (az-tdx-vtpm).

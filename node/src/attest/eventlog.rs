@@ -1,0 +1,1 @@
+//! TDX event log (CCEL) parsing and RTMR replay.

@@ -1,0 +1,1 @@
+//! The simulated TEE. INSECURE: for development and tests only.

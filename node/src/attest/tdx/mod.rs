@@ -1,0 +1,1 @@
+//! Intel TDX DCAP quote verification.
