@@ -1,9 +1,11 @@
 //! Shared fixtures for Guardian's integration tests.
 //!
 //! # Layout
+//! - [`bin`]: locating and running the workspace's binaries (`guardctl`).
 //! - [`fixtures`]: loading the real evidence kept in `tests/data/attestation/`.
 //! - [`cases`]: the attestation cases (T1–T9, B1–B7, A1–A2) with their expected verdicts,
 //!   as listed in `tests/data/attestation/README.md`.
 
+pub mod bin;
 pub mod cases;
 pub mod fixtures;

@@ -7,16 +7,21 @@
 //! - [`tdx`]: Intel DCAP quotes v4/v5, with a cache of verified collateral.
 //! - [`azure`]: Azure TDX CVM evidence (TD quote + HCL report + vTPM quote).
 //! - [`eventlog`]: TDX event log (CCEL) parsing and RTMR replay.
+//! - [`inspect`]: unverified decoding of evidence, for display.
 //! - [`sim`]: the simulated TEE. INSECURE, for development and tests only.
 //! - [`claims`]: what verified evidence establishes.
+//! - [`verifier`]: the single entry point over all kinds, with event-log replay.
 
 pub mod azure;
 pub mod claims;
 pub mod eventlog;
+pub mod inspect;
 pub mod sim;
 pub mod tdx;
+pub mod verifier;
 
 pub use claims::{Claims, MeasuredEvent, Mr48, TcbStatus, TdAttributes, TdReport, TeeKind};
+pub use verifier::{detect_kind, Evidence, Verifier};
 
 /// Why evidence was refused. Each variant names the stage that failed; the
 /// message says what was wrong and, where there is one, what to do about it.

@@ -362,7 +362,7 @@ pub(super) fn unix_time(now: u64) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(now))
 }
 
-pub(super) fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
+pub fn pem_certs(pem: &[u8], what: &str) -> Result<Vec<CertificateDer<'static>>> {
     // Quotes often carry the chain NUL-terminated; PEM parsing ignores what
     // lies outside the armour, so trailing NULs are harmless.
     let certs = CertificateDer::pem_slice_iter(pem)

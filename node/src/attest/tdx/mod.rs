@@ -274,7 +274,7 @@ fn check_attributes(report: &Report, opts: &VerifyOptions) -> Result<()> {
         }
     }
     if opts.require_sept_ve_disable && !a.sec.sept_ve_disable {
-        return fail("SEPT_VE_DISABLE is not enabled; the namespace policy requires it (set require_sept_ve_disable = false only for images known to need it, e.g. some Azure CVMs)");
+        return fail("SEPT_VE_DISABLE is not enabled; it is required unless relaxed explicitly (policy require_sept_ve_disable = false, or guardctl --allow-missing-sept-ve-disable), which only images known to need it should be (e.g. some Azure CVMs)");
     }
     Ok(())
 }
