@@ -39,7 +39,7 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             let tee = SimTee::new(&seed, SimMeasurements::from_label(&label));
             eprintln!("{INSECURE_LABEL}");
             eprintln!("sim public key: {}", hex::encode(tee.public_key()));
-            println!("{}", String::from_utf8_lossy(&tee.evidence(&rd)));
+            crate::output::out!("{}", String::from_utf8_lossy(&tee.evidence(&rd)));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -7,6 +7,15 @@ use guardian_node::attest::{AttestError, Claims, TeeKind};
 use guardian_node::policy::Decision;
 use serde_json::{json, Value};
 
+/// Write a line to stdout, ignoring a closed pipe (`guardctl ... | head`).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+pub(crate) use out;
+
 /// The outcome of `evidence verify`.
 pub struct Verdict<'a> {
     pub kind: TeeKind,
@@ -81,59 +90,59 @@ pub fn to_json(v: &Verdict<'_>) -> Value {
 
 pub fn print_verdict(v: &Verdict<'_>, as_json: bool) {
     if as_json {
-        println!("{}", to_json(v));
+        out!("{}", to_json(v));
         return;
     }
     match v.result {
-        Err(e) => println!("NOT VERIFIED ({} evidence, at {}): {e}", v.kind, rfc3339(v.at)),
+        Err(e) => out!("NOT VERIFIED ({} evidence, at {}): {e}", v.kind, rfc3339(v.at)),
         Ok(c) => {
             let advisories = if c.advisory_ids.is_empty() { "none".to_string() } else { c.advisory_ids.join(", ") };
-            println!("VERIFIED {} evidence at {}", c.tee, rfc3339(v.at));
+            out!("VERIFIED {} evidence at {}", c.tee, rfc3339(v.at));
             if c.tee.is_insecure() {
-                println!("  WARNING: simulated TEE - INSECURE, proves nothing about hardware");
+                out!("  WARNING: simulated TEE - INSECURE, proves nothing about hardware");
             }
-            println!("  tcb_status    {}", c.tcb_status);
-            println!("  advisories    {advisories}");
+            out!("  tcb_status    {}", c.tcb_status);
+            out!("  advisories    {advisories}");
             if let Some(o) = c.tcb_override {
-                println!("  tcb_override  {o}");
+                out!("  tcb_override  {o}");
             }
             if let Some(f) = c.fmspc {
-                println!("  fmspc         {}", hex::encode(f));
+                out!("  fmspc         {}", hex::encode(f));
             }
-            println!("  mrtd          {}", hex::encode(c.td.mrtd));
+            out!("  mrtd          {}", hex::encode(c.td.mrtd));
             for (i, r) in c.td.rtmr.iter().enumerate() {
-                println!("  rtmr{i}         {}", hex::encode(r));
+                out!("  rtmr{i}         {}", hex::encode(r));
             }
             for (i, p) in &c.pcrs {
-                println!("  pcr{i:<2}         {}", hex::encode(p));
+                out!("  pcr{i:<2}         {}", hex::encode(p));
             }
-            println!("  report_data   {}", hex::encode(c.td.report_data));
-            println!(
+            out!("  report_data   {}", hex::encode(c.td.report_data));
+            out!(
                 "  attributes    {:016x} (debug={}, sept_ve_disable={})",
                 c.td.td_attributes.0,
                 c.td.td_attributes.debug(),
                 c.td.td_attributes.sept_ve_disable()
             );
             if !c.events.is_empty() {
-                println!("  event log     {} events replayed, RTMR0-3 match", c.events.len());
+                out!("  event log     {} events replayed, RTMR0-3 match", c.events.len());
             }
         }
     }
     if let Some((ns, d)) = v.decision {
         let word = if d.is_allow() { "ALLOW" } else { "DENY" };
-        println!("POLICY {word} (namespace {ns}): {}", d.reason());
+        out!("POLICY {word} (namespace {ns}): {}", d.reason());
     }
 }
 
 pub fn print_inspection(kind: TeeKind, fields: &Fields, as_json: bool) {
     if as_json {
         let map: serde_json::Map<String, Value> = fields.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
-        println!("{}", json!({ "kind": kind.as_str(), "verified": false, "fields": map }));
+        out!("{}", json!({ "kind": kind.as_str(), "verified": false, "fields": map }));
         return;
     }
-    println!("UNVERIFIED {kind} evidence: these are the evidence's own claims, nothing was checked");
+    out!("UNVERIFIED {kind} evidence: these are the evidence's own claims, nothing was checked");
     let width = fields.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     for (k, v) in fields {
-        println!("  {k:<width$}  {v}");
+        out!("  {k:<width$}  {v}");
     }
 }

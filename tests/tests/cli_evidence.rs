@@ -148,12 +148,16 @@ fn azure_policy_on_pcrs() {
         "--collateral", &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"), "--at", "2025-02-14T00:00:00Z", "--json"];
     let dir = tempfile::tempdir().unwrap();
     let pcr0 = "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273";
+    let mrtd = json_of(&run_guardctl(args.iter().copied().chain(["--allow-missing-sept-ve-disable"])))["measurements"]["mrtd"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let policy = write_policy(&dir, &format!(
         "[namespaces.azure-prod]\ntees = [\"az-tdx-vtpm\"]\naccepted_tcb_status = [\"UpToDate\", \"OutOfDate\"]\n\
          allowed_advisories = [\"INTEL-SA-00960\", \"INTEL-SA-00982\", \"INTEL-SA-00986\"]\nrequire_sept_ve_disable = false\n\n\
-         [[namespaces.azure-prod.azure]]\nname = \"cvm\"\npcrs = {{ \"0\" = \"{pcr0}\" }}\n\n\
+         [[namespaces.azure-prod.azure]]\nname = \"cvm\"\nmrtd = \"{mrtd}\"\npcrs = {{ \"0\" = \"{pcr0}\" }}\n\n\
          [namespaces.strict]\ntees = [\"az-tdx-vtpm\"]\naccepted_tcb_status = [\"UpToDate\", \"OutOfDate\"]\n\
-         [[namespaces.strict.azure]]\nname = \"cvm\"\npcrs = {{ \"0\" = \"{pcr0}\" }}\n"));
+         [[namespaces.strict.azure]]\nname = \"cvm\"\nmrtd = \"{mrtd}\"\npcrs = {{ \"0\" = \"{pcr0}\" }}\n"));
     let out = run_guardctl(args.iter().copied().chain(["--policy", &policy, "--namespace", "azure-prod"]));
     assert_eq!(code(&out), 0, "{}", json_of(&out));
     // The strict namespace requires SEPT_VE_DISABLE, so verification itself refuses.

@@ -10,13 +10,15 @@
 //!
 //! [[namespaces.k8s-staging.tdx]]         # any one rule must match
 //! name = "gcp-cos-113"
-//! mrtd = "<96 hex>"                      # omitted or "*" = unconstrained
+//! mrtd = "<96 hex>"                      # required
+//! rtmr0 = "*"                            # omitted or "*" = unconstrained
 //! rtmr1 = "<96 hex>"
 //! events = [{ rtmr = 1, digest = "<96 hex>" }]   # digests the event log must contain
 //!
 //! [[namespaces.k8s-staging.azure]]
 //! name = "ubuntu-cvm"
-//! pcrs = { "4" = "<64 hex>", "7" = "<64 hex>" }
+//! mrtd = "<96 hex>"                      # the paravisor's; required
+//! pcrs = { "4" = "<64 hex>", "7" = "<64 hex>" }   # at least one
 //!
 //! [[namespaces.k8s-staging.revoked]]
 //! register = "rtmr2"
@@ -205,6 +207,11 @@ impl TdxRuleToml {
                 Ok((e.rtmr, register_value(Register::Rtmr(e.rtmr), &e.digest)?.ok_or("event digest cannot be \"*\"")?))
             })
             .collect::<Result<Vec<_>, String>>()?;
+        // MRTD identifies the TD's firmware; a rule without it would admit any
+        // TD image that reproduces the other registers.
+        if !registers.contains_key(&Register::Mrtd) {
+            return Err(format!("rule {:?} must pin mrtd: without it any TD firmware is accepted", self.name));
+        }
         Ok(MeasurementRule { name: self.name, registers, required_events })
     }
 }
@@ -221,6 +228,15 @@ impl AzureRuleToml {
             if let Some(v) = register_value(reg, value)? {
                 registers.insert(reg, v);
             }
+        }
+        // On Azure the vTPM lives in the paravisor, whose identity is the TD's
+        // MRTD: without it pinned, any TD could act as a paravisor and sign any
+        // PCRs. The PCRs then identify the guest.
+        if !registers.contains_key(&Register::Mrtd) {
+            return Err(format!("rule {:?} must pin mrtd (the Azure paravisor's): without it any TD could forge the vTPM", self.name));
+        }
+        if registers.len() < 2 {
+            return Err(format!("rule {:?} must pin at least one PCR: the guest is identified by its PCRs", self.name));
         }
         Ok(MeasurementRule { name: self.name, registers, required_events: Vec::new() })
     }

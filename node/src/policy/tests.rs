@@ -21,6 +21,7 @@ events = [{ rtmr = 1, digest = "444444444444444444444444444444444444444444444444
 
 [[namespaces.k8s-staging.azure]]
 name = "cvm"
+mrtd = "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
 pcrs = { "4" = "5555555555555555555555555555555555555555555555555555555555555555" }
 
 [[namespaces.k8s-staging.revoked]]
@@ -139,6 +140,10 @@ fn bad_files_are_refused_with_the_reason() {
     assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[\"Revoked\"]").contains("never be accepted"));
     assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.tdx]]\nname=\"x\"\nmrtd=\"abcd\"").contains("expected 48"));
     assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.azure]]\nname=\"x\"\npcrs={\"24\"=\"00\"}").contains("0-23"));
+    assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.tdx]]\nname=\"open\"\nrtmr0=\"*\"").contains("must pin mrtd"));
+    let mrtd = "00".repeat(48);
+    assert!(err(&format!("[namespaces.a]\ntees=[\"az-tdx-vtpm\"]\naccepted_tcb_status=[]\n[[namespaces.a.azure]]\nname=\"x\"\nmrtd=\"{mrtd}\"")).contains("at least one PCR"));
+    assert!(err("[namespaces.a]\ntees=[\"az-tdx-vtpm\"]\naccepted_tcb_status=[]\n[[namespaces.a.azure]]\nname=\"x\"\npcrs={\"4\"=\"aa\"}").contains("PCR4 value has 1 bytes"));
     let empty = PolicySet::from_toml("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[\"UpToDate\"]").unwrap();
     assert!(denied(empty.namespace("a").unwrap().evaluate(&claims(1, 1))).contains("no measurement rules"));
     assert!(empty.namespace("missing").unwrap_err().contains("not defined"));

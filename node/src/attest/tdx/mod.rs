@@ -203,6 +203,11 @@ fn trim_zero_padding(b: &[u8]) -> &[u8] {
 
 /// Parse a quote and check its header.
 fn parse_quote(raw: &[u8]) -> Result<Quote> {
+    if raw.trim_ascii_start().starts_with(b"{") {
+        return Err(AttestError::Malformed(
+            "this is JSON, not a TDX quote: pass the quote itself (raw or hex), or CoCo az-tdx-vtpm / sim evidence with its --kind".into(),
+        ));
+    }
     if raw.len() < 48 {
         return Err(AttestError::Malformed(format!("{} bytes is too short for a quote header", raw.len())));
     }
