@@ -127,7 +127,8 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .transpose()?;
     let policy = match (&args.policy, &args.namespace) {
         (Some(p), Some(ns)) => {
-            let text = String::from_utf8(read(p, "policy")?).map_err(|_| UsageError("policy file is not UTF-8".into()))?;
+            let text =
+                String::from_utf8(read(p, "policy")?).map_err(|_| UsageError("policy file is not UTF-8".into()))?;
             let set = PolicySet::from_toml(&text).map_err(|e| UsageError(format!("{}: {e}", p.display())))?;
             Some(set.namespace(ns).map_err(UsageError)?.clone())
         }
@@ -159,21 +160,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             .ok_or_else(|| UsageError("--insecure-sim-key must be 32 bytes of hex".into()))?;
         Some(SimTrust::insecure_for_development(&keys).map_err(|e| UsageError(e.to_string()))?)
     };
-    let verifier = Verifier {
-        tdx: TdxVerifier::intel(),
-        azure: AzureTrust { ak_roots, ak_intermediates: Vec::new() },
-        sim,
-    };
+    let verifier =
+        Verifier { tdx: TdxVerifier::intel(), azure: AzureTrust { ak_roots, ak_intermediates: Vec::new() }, sim };
 
     // Collateral that does not parse is a refusal like any other bad input.
-    let result = collateral
-        .as_deref()
-        .map(Collateral::from_json)
-        .transpose()
-        .and_then(|c| {
-            let ev = Evidence { kind, bytes: &bytes, collateral: c.as_ref(), event_log: event_log.as_deref() };
-            verifier.verify(&ev, &opts)
-        });
+    let result = collateral.as_deref().map(Collateral::from_json).transpose().and_then(|c| {
+        let ev = Evidence { kind, bytes: &bytes, collateral: c.as_ref(), event_log: event_log.as_deref() };
+        verifier.verify(&ev, &opts)
+    });
     let decision = match (&result, &policy) {
         (Ok(claims), Some(ns)) => Some((ns.name.to_string(), ns.evaluate(claims))),
         _ => None,

@@ -56,10 +56,7 @@ pub fn with_context(label: &[u8], data: &[u8]) -> Vec<u8> {
 impl v1::SignedCommand {
     /// Wraps an encoded command, with no signatures yet.
     pub fn unsigned(command: &v1::AdminCommand) -> Self {
-        v1::SignedCommand {
-            command: command.encode_to_vec(),
-            signatures: Vec::new(),
-        }
+        v1::SignedCommand { command: command.encode_to_vec(), signatures: Vec::new() }
     }
 
     /// The exact bytes each admin signs with Ed25519.
@@ -90,8 +87,8 @@ pub fn error_detail(status: &tonic::Status) -> Option<v1::ErrorDetail> {
 #[cfg(test)]
 mod tests {
     use super::v1::{
-        admin_command::Body, AdminCommand, AdminSignature, CreateNamespace, ErrorDetail,
-        ErrorReason, MeasurementPolicy, NamespacePolicy, SignedCommand,
+        admin_command::Body, AdminCommand, AdminSignature, CreateNamespace, ErrorDetail, ErrorReason,
+        MeasurementPolicy, NamespacePolicy, SignedCommand,
     };
     use super::*;
 
@@ -105,10 +102,7 @@ mod tests {
             body: Some(Body::CreateNamespace(CreateNamespace {
                 namespace: "payments".into(),
                 policy: Some(NamespacePolicy {
-                    workloads: Some(MeasurementPolicy {
-                        allow_simulated: true,
-                        ..Default::default()
-                    }),
+                    workloads: Some(MeasurementPolicy { allow_simulated: true, ..Default::default() }),
                     require_encrypted_secrets: true,
                     ..Default::default()
                 }),
@@ -120,10 +114,7 @@ mod tests {
     fn signed_command_round_trips() {
         let command = sample_command();
         let mut signed = SignedCommand::unsigned(&command);
-        signed.signatures.push(AdminSignature {
-            admin_key_id: "ab".repeat(32),
-            signature: vec![1; 64],
-        });
+        signed.signatures.push(AdminSignature { admin_key_id: "ab".repeat(32), signature: vec![1; 64] });
 
         let wire = signed.encode_to_vec();
         let back = SignedCommand::decode(wire.as_slice()).expect("decode envelope");

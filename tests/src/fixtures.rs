@@ -23,9 +23,7 @@ pub fn flashbots_td_quote(rel: &str) -> Vec<u8> {
     let doc: serde_yaml::Value = serde_yaml::from_slice(&read(rel)).expect("flashbots YAML");
     let b64 = doc["tdx_quote_base64"].as_str().expect("tdx_quote_base64");
     let b64: String = b64.chars().filter(|c| !c.is_whitespace()).collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(b64.trim_end_matches('='))
-        .expect("base64url quote")
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(b64.trim_end_matches('=')).expect("base64url quote")
 }
 
 /// The hex `quote` field of a dstack quote report.

@@ -126,9 +126,7 @@ fn derived_negatives_on_t1() {
         q[at] ^= 0x01;
         q
     };
-    let with_time = |at: u64| {
-        TdxVerifier::intel().verify(&raw, &collateral(t1.collateral), &VerifyOptions::at(at))
-    };
+    let with_time = |at: u64| TdxVerifier::intel().verify(&raw, &collateral(t1.collateral), &VerifyOptions::at(at));
     assert_err(with_time(cases::T_2025_06_20 + 30 * 86_400), "CollateralTime", "TCB info expired", "expired");
     assert_err(with_time(cases::T_2025_06_20 - 2 * 86_400), "CollateralTime", "not valid before", "not yet valid");
     for (at, what) in [(568, "report_data"), (184, "MRTD"), (646, "quote signature")] {
@@ -150,8 +148,18 @@ fn derived_negatives_on_t1() {
             v[field] = s.replacen(from, to, 1).into();
         })
     };
-    assert_err(run(edit_str("tcb_info", "\"tcbStatus\":\"OutOfDate\"", "\"tcbStatus\":\"UpToDate\"")), "Signature", "TCB info", "edited TCB info");
-    assert_err(run(edit_str("qe_identity", "\"isvprodid\":2", "\"isvprodid\":3")), "Signature", "QE identity", "edited QE identity");
+    assert_err(
+        run(edit_str("tcb_info", "\"tcbStatus\":\"OutOfDate\"", "\"tcbStatus\":\"UpToDate\"")),
+        "Signature",
+        "TCB info",
+        "edited TCB info",
+    );
+    assert_err(
+        run(edit_str("qe_identity", "\"isvprodid\":2", "\"isvprodid\":3")),
+        "Signature",
+        "QE identity",
+        "edited QE identity",
+    );
     let bad_crl = edit_collateral(&|v| {
         let mut crl = hex::decode(v["pck_crl"].as_str().unwrap()).unwrap();
         let last = crl.len() - 1;
@@ -231,7 +239,14 @@ fn agrees_with_dcap_qvl_on_every_sample() {
         let dcap = dcap_qvl::verify::verify(&raw, collateral(case.collateral).inner(), case.at);
         let ours = verify_case(case);
         assert_eq!(dcap.is_ok(), case.dcap_qvl_ok, "{}: dcap-qvl said {:?}", case.id, dcap.as_ref().err());
-        assert_eq!(ours.is_ok(), dcap.is_ok(), "{}: ours {:?} vs dcap-qvl {:?}", case.id, ours.as_ref().err(), dcap.as_ref().err());
+        assert_eq!(
+            ours.is_ok(),
+            dcap.is_ok(),
+            "{}: ours {:?} vs dcap-qvl {:?}",
+            case.id,
+            ours.as_ref().err(),
+            dcap.as_ref().err()
+        );
         if let (Ok(ours), Ok(dcap)) = (ours, dcap) {
             assert_eq!(ours.tcb_status.as_str(), dcap.status, "{}", case.id);
             assert_eq!(sorted(&ours.advisory_ids), sorted(&dcap.advisory_ids), "{}", case.id);

@@ -19,7 +19,11 @@ fn rfc3339(secs: u64) -> String {
 
 fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not JSON ({e}): {}\nstderr: {}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -32,8 +36,17 @@ fn every_file_case_through_the_cli() {
     for case in TDX_CASES {
         let QuoteSource::File(quote) = case.quote else { continue };
         let out = run_guardctl([
-            "evidence", "verify", "--evidence", &p(quote), "--collateral", &p(case.collateral),
-            "--at", &rfc3339(case.at), "--kind", "tdx", "--json",
+            "evidence",
+            "verify",
+            "--evidence",
+            &p(quote),
+            "--collateral",
+            &p(case.collateral),
+            "--at",
+            &rfc3339(case.at),
+            "--kind",
+            "tdx",
+            "--json",
         ]);
         let j = json_of(&out);
         match case.expect {
@@ -61,8 +74,16 @@ fn every_file_case_through_the_cli() {
 
 #[test]
 fn text_output_and_relaxed_flags() {
-    let t8 = ["evidence", "verify", "--evidence", &p("trustee/az-tdx-vtpm/td-quote.bin"),
-        "--collateral", &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"), "--at", "2025-02-14T00:00:00Z"];
+    let t8 = [
+        "evidence",
+        "verify",
+        "--evidence",
+        &p("trustee/az-tdx-vtpm/td-quote.bin"),
+        "--collateral",
+        &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"),
+        "--at",
+        "2025-02-14T00:00:00Z",
+    ];
     let out = run_guardctl(t8);
     assert_eq!(code(&out), 1);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("NOT VERIFIED"));
@@ -72,8 +93,17 @@ fn text_output_and_relaxed_flags() {
     assert!(text.starts_with("VERIFIED tdx"), "{text}");
     assert!(text.contains("OutOfDate") && text.contains("INTEL-SA-00960"), "{text}");
 
-    let b1 = ["evidence", "verify", "--evidence", &p("phala-dcap-qvl/tdx_quote_outdated"),
-        "--collateral", &p("phala-dcap-qvl/tdx_quote_outdated_collateral.json"), "--at", "2026-02-19T00:00:00Z", "--json"];
+    let b1 = [
+        "evidence",
+        "verify",
+        "--evidence",
+        &p("phala-dcap-qvl/tdx_quote_outdated"),
+        "--collateral",
+        &p("phala-dcap-qvl/tdx_quote_outdated_collateral.json"),
+        "--at",
+        "2026-02-19T00:00:00Z",
+        "--json",
+    ];
     assert_eq!(code(&run_guardctl(b1)), 1);
     let out = run_guardctl(b1.iter().copied().chain(["--azure-tcb-quirk"]));
     let j = json_of(&out);
@@ -85,9 +115,20 @@ fn text_output_and_relaxed_flags() {
 fn azure_evidence_with_nonce_and_pcrs() {
     for file in ["trustee/az-tdx-vtpm/evidence-v0.json", "trustee/az-tdx-vtpm/evidence-v1.json"] {
         let base = |nonce: &str| {
-            run_guardctl(["evidence", "verify", "--evidence", &p(file),
-                "--collateral", &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"),
-                "--at", "2025-02-14T00:00:00Z", "--allow-missing-sept-ve-disable", "--nonce", nonce, "--json"])
+            run_guardctl([
+                "evidence",
+                "verify",
+                "--evidence",
+                &p(file),
+                "--collateral",
+                &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"),
+                "--at",
+                "2025-02-14T00:00:00Z",
+                "--allow-missing-sept-ve-disable",
+                "--nonce",
+                nonce,
+                "--json",
+            ])
         };
         let out = base(&hex::encode("challenge"));
         let j = json_of(&out);
@@ -111,8 +152,17 @@ fn write_policy(dir: &tempfile::TempDir, text: &str) -> String {
 
 #[test]
 fn policy_decisions_with_reasons() {
-    let t1 = ["evidence", "verify", "--evidence", &p("phala-dcap-qvl/tdx_quote"),
-        "--collateral", &p("phala-dcap-qvl/tdx_quote_collateral.json"), "--at", "2025-06-20T00:00:00Z", "--json"];
+    let t1 = [
+        "evidence",
+        "verify",
+        "--evidence",
+        &p("phala-dcap-qvl/tdx_quote"),
+        "--collateral",
+        &p("phala-dcap-qvl/tdx_quote_collateral.json"),
+        "--at",
+        "2025-06-20T00:00:00Z",
+        "--json",
+    ];
     let m = json_of(&run_guardctl(t1))["measurements"].clone();
     let dir = tempfile::tempdir().unwrap();
     let policy = |rtmr2: &str| {
@@ -134,21 +184,39 @@ fn policy_decisions_with_reasons() {
     assert_eq!(j["verified"], true);
     assert_eq!(j["decision"], "deny");
     let reason = j["reason"].as_str().unwrap();
-    assert!(reason.contains("RTMR2") && reason.contains("does not match any allowed value for namespace k8s-staging"), "{reason}");
+    assert!(
+        reason.contains("RTMR2") && reason.contains("does not match any allowed value for namespace k8s-staging"),
+        "{reason}"
+    );
 
     // Text mode says the same.
-    let text_args: Vec<&str> = t1.iter().copied().filter(|a| *a != "--json").chain(["--policy", &deny, "--namespace", "k8s-staging"]).collect();
+    let text_args: Vec<&str> = t1
+        .iter()
+        .copied()
+        .filter(|a| *a != "--json")
+        .chain(["--policy", &deny, "--namespace", "k8s-staging"])
+        .collect();
     let out = run_guardctl(text_args);
     assert!(String::from_utf8_lossy(&out.stdout).contains("POLICY DENY (namespace k8s-staging): RTMR2"));
 }
 
 #[test]
 fn azure_policy_on_pcrs() {
-    let args = ["evidence", "verify", "--evidence", &p("trustee/az-tdx-vtpm/evidence-v1.json"),
-        "--collateral", &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"), "--at", "2025-02-14T00:00:00Z", "--json"];
+    let args = [
+        "evidence",
+        "verify",
+        "--evidence",
+        &p("trustee/az-tdx-vtpm/evidence-v1.json"),
+        "--collateral",
+        &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"),
+        "--at",
+        "2025-02-14T00:00:00Z",
+        "--json",
+    ];
     let dir = tempfile::tempdir().unwrap();
     let pcr0 = "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273";
-    let mrtd = json_of(&run_guardctl(args.iter().copied().chain(["--allow-missing-sept-ve-disable"])))["measurements"]["mrtd"]
+    let mrtd = json_of(&run_guardctl(args.iter().copied().chain(["--allow-missing-sept-ve-disable"])))["measurements"]
+        ["mrtd"]
         .as_str()
         .unwrap()
         .to_string();
@@ -168,8 +236,17 @@ fn azure_policy_on_pcrs() {
 
 #[test]
 fn event_log_replay_through_the_cli() {
-    let t2 = ["evidence", "verify", "--evidence", &p("go-tdx-guest/ccel/cos-113-tdx-quote.dat"),
-        "--collateral", &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"), "--at", "2025-02-14T00:00:00Z", "--json"];
+    let t2 = [
+        "evidence",
+        "verify",
+        "--evidence",
+        &p("go-tdx-guest/ccel/cos-113-tdx-quote.dat"),
+        "--collateral",
+        &p("assembled-collateral/dcaprs_2025-02_00806f050000.json"),
+        "--at",
+        "2025-02-14T00:00:00Z",
+        "--json",
+    ];
     let out = run_guardctl(t2.iter().copied().chain(["--event-log", &p("go-tdx-guest/ccel/ccel_data.dat")]));
     let j = json_of(&out);
     assert_eq!(code(&out), 0, "{j}");
@@ -198,7 +275,17 @@ fn simulated_tee_is_refused_unless_its_key_is_trusted() {
     assert_eq!(code(&out), 1);
     assert_eq!((j["tee"].as_str(), j["error_kind"].as_str()), (Some("sim"), Some("SimulationDisabled")));
 
-    let out = run_guardctl(["evidence", "verify", "--evidence", &ev, "--insecure-sim-key", &key, "--nonce", "0102", "--json"]);
+    let out = run_guardctl([
+        "evidence",
+        "verify",
+        "--evidence",
+        &ev,
+        "--insecure-sim-key",
+        &key,
+        "--nonce",
+        "0102",
+        "--json",
+    ]);
     let j = json_of(&out);
     assert_eq!(code(&out), 0, "{j}");
     assert_eq!((j["insecure"].as_bool(), j["tcb_status"].as_str()), (Some(true), Some("Simulated")));
@@ -212,26 +299,57 @@ fn bad_usage_exits_2_with_a_message() {
     let c = p("phala-dcap-qvl/tdx_quote_collateral.json");
     for (args, says) in [
         (vec!["evidence", "verify", "--evidence", q.as_str()], "--collateral"),
-        (vec!["evidence", "verify", "--evidence", "/nonexistent/quote", "--collateral", c.as_str()], "cannot read evidence"),
-        (vec!["evidence", "verify", "--evidence", q.as_str(), "--collateral", c.as_str(), "--at", "yesterday"], "RFC 3339"),
+        (
+            vec!["evidence", "verify", "--evidence", "/nonexistent/quote", "--collateral", c.as_str()],
+            "cannot read evidence",
+        ),
+        (
+            vec!["evidence", "verify", "--evidence", q.as_str(), "--collateral", c.as_str(), "--at", "yesterday"],
+            "RFC 3339",
+        ),
         (vec!["evidence", "verify", "--evidence", q.as_str(), "--collateral", c.as_str(), "--nonce", "xyz"], "hex"),
-        (vec!["evidence", "verify", "--evidence", q.as_str(), "--collateral", c.as_str(), "--policy", "p.toml"], "--namespace"),
-        (vec!["evidence", "verify", "--evidence", q.as_str(), "--kind", "sgx", "--collateral", c.as_str()], "unknown TEE kind"),
+        (
+            vec!["evidence", "verify", "--evidence", q.as_str(), "--collateral", c.as_str(), "--policy", "p.toml"],
+            "--namespace",
+        ),
+        (
+            vec!["evidence", "verify", "--evidence", q.as_str(), "--kind", "sgx", "--collateral", c.as_str()],
+            "unknown TEE kind",
+        ),
     ] {
         let out = run_guardctl(&args);
         assert_eq!(code(&out), 2, "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        assert!(String::from_utf8_lossy(&out.stderr).contains(says), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let bad = write_policy(&dir, "[namespaces.x]\ntees = [\"tdx\"]\naccepted_tcb_status = []\nmisspelt = true\n");
-    let out = run_guardctl(["evidence", "verify", "--evidence", &q, "--collateral", &c, "--policy", &bad, "--namespace", "x"]);
+    let out = run_guardctl([
+        "evidence",
+        "verify",
+        "--evidence",
+        &q,
+        "--collateral",
+        &c,
+        "--policy",
+        &bad,
+        "--namespace",
+        "x",
+    ]);
     assert_eq!(code(&out), 2);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
 }
 
 #[test]
 fn inspect_decodes_without_verifying() {
-    for (file, kind) in [("trustee/tdx_quote_4.dat", "tdx"), ("trustee/az-tdx-vtpm/evidence-v1.json", "az-tdx-vtpm"), ("phala-dcap-qvl/tdx-quote.hex", "tdx")] {
+    for (file, kind) in [
+        ("trustee/tdx_quote_4.dat", "tdx"),
+        ("trustee/az-tdx-vtpm/evidence-v1.json", "az-tdx-vtpm"),
+        ("phala-dcap-qvl/tdx-quote.hex", "tdx"),
+    ] {
         let out = run_guardctl(["evidence", "inspect", "--evidence", &p(file), "--json"]);
         let j = json_of(&out);
         assert_eq!(code(&out), 0, "{file}");

@@ -87,9 +87,7 @@ impl TcbStatus {
             TcbStatus::OutOfDate => "OutOfDate",
             TcbStatus::OutOfDateConfigurationNeeded => "OutOfDateConfigurationNeeded",
             TcbStatus::TDRelaunchAdvised => "TDRelaunchAdvised",
-            TcbStatus::TDRelaunchAdvisedConfigurationNeeded => {
-                "TDRelaunchAdvisedConfigurationNeeded"
-            }
+            TcbStatus::TDRelaunchAdvisedConfigurationNeeded => "TDRelaunchAdvisedConfigurationNeeded",
             TcbStatus::Revoked => "Revoked",
             TcbStatus::Simulated => "Simulated",
         }

@@ -115,42 +115,26 @@ struct Replayer {
 
 impl Replayer {
     fn new() -> Self {
-        Replayer {
-            rtmr: [[0u8; 48]; 4],
-            events: Vec::new(),
-        }
+        Replayer { rtmr: [[0u8; 48]; 4], events: Vec::new() }
     }
 
     /// Extends RTMR `rtmr` (0..=3) with `digest` and records the event.
     fn extend(&mut self, rtmr: u8, event_type: u32, digest: &[u8], data: Vec<u8>) -> Result<()> {
         if digest.len() != SHA384_LEN {
-            return Err(err(format!(
-                "digest for RTMR{rtmr} is {} bytes, expected {SHA384_LEN}",
-                digest.len()
-            )));
+            return Err(err(format!("digest for RTMR{rtmr} is {} bytes, expected {SHA384_LEN}", digest.len())));
         }
-        let reg = self
-            .rtmr
-            .get_mut(usize::from(rtmr))
-            .ok_or_else(|| err(format!("RTMR index {rtmr} out of range 0..=3")))?;
+        let reg =
+            self.rtmr.get_mut(usize::from(rtmr)).ok_or_else(|| err(format!("RTMR index {rtmr} out of range 0..=3")))?;
         let mut h = Sha384::new();
         h.update(&reg[..]);
         h.update(digest);
         *reg = h.finalize().into();
-        self.events.push(MeasuredEvent {
-            rtmr,
-            event_type,
-            digest: digest.to_vec(),
-            data,
-        });
+        self.events.push(MeasuredEvent { rtmr, event_type, digest: digest.to_vec(), data });
         Ok(())
     }
 
     fn finish(self) -> ReplayedLog {
-        ReplayedLog {
-            rtmr: self.rtmr,
-            events: self.events,
-        }
+        ReplayedLog { rtmr: self.rtmr, events: self.events }
     }
 }
 
@@ -179,10 +163,7 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let slice = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.buf.get(self.pos..end));
+        let slice = self.pos.checked_add(n).and_then(|end| self.buf.get(self.pos..end));
         match slice {
             Some(s) => {
                 self.pos += n;
@@ -198,11 +179,7 @@ impl<'a> Reader<'a> {
 
     fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N]> {
         let at = self.offset();
-        self.take(N, what)?.try_into().map_err(|_| {
-            err(format!(
-                "internal: bad length reading {what} at offset {at}"
-            ))
-        })
+        self.take(N, what)?.try_into().map_err(|_| err(format!("internal: bad length reading {what} at offset {at}")))
     }
 
     fn u8(&mut self, what: &str) -> Result<u8> {
@@ -221,8 +198,7 @@ impl<'a> Reader<'a> {
     fn len32(&mut self, what: &str) -> Result<usize> {
         let at = self.offset();
         let n = self.u32(what)?;
-        usize::try_from(n)
-            .map_err(|_| err(format!("{what} {n} at offset {at} does not fit in memory")))
+        usize::try_from(n).map_err(|_| err(format!("{what} {n} at offset {at} does not fit in memory")))
     }
 }
 
@@ -259,14 +235,9 @@ fn parse_spec_id(body: &[u8], base: usize) -> Result<AlgTable> {
     r.take(8, "Spec ID platform class and version")?;
     let at = r.offset();
     let count = r.u32("Spec ID number of algorithms")?;
-    let count = usize::try_from(count)
-        .ok()
-        .filter(|n| (1..=MAX_ALGORITHMS).contains(n))
-        .ok_or_else(|| {
-            err(format!(
-                "Spec ID event at offset {at} declares {count} digest algorithms, expected 1..={MAX_ALGORITHMS}"
-            ))
-        })?;
+    let count = usize::try_from(count).ok().filter(|n| (1..=MAX_ALGORITHMS).contains(n)).ok_or_else(|| {
+        err(format!("Spec ID event at offset {at} declares {count} digest algorithms, expected 1..={MAX_ALGORITHMS}"))
+    })?;
     let mut algs: AlgTable = Vec::with_capacity(count);
     for _ in 0..count {
         let at = r.offset();
@@ -283,9 +254,7 @@ fn parse_spec_id(body: &[u8], base: usize) -> Result<AlgTable> {
             )));
         }
         if algs.iter().any(|&(a, _)| a == alg) {
-            return Err(err(format!(
-                "Spec ID event at offset {at}: algorithm {alg:#06x} listed twice"
-            )));
+            return Err(err(format!("Spec ID event at offset {at}: algorithm {alg:#06x} listed twice")));
         }
         algs.push((alg, size));
     }
@@ -337,9 +306,7 @@ fn parse_event2<'a>(r: &mut Reader<'a>, algs: &AlgTable, n: usize) -> Result<Rec
     let index = r.u32("MR index").map_err(ctx)?;
     let event_type = r.u32("event type").map_err(ctx)?;
     if index > 4 {
-        return Err(ctx(err(format!(
-            "CC MR index {index} out of range (0 = MRTD, 1..=4 = RTMR0..3)"
-        ))));
+        return Err(ctx(err(format!("CC MR index {index} out of range (0 = MRTD, 1..=4 = RTMR0..3)"))));
     }
     let at = r.offset();
     let count = r.u32("digest count").map_err(ctx)?;
@@ -354,19 +321,11 @@ fn parse_event2<'a>(r: &mut Reader<'a>, algs: &AlgTable, n: usize) -> Result<Rec
     for _ in 0..count {
         let at = r.offset();
         let alg = r.u16("digest algorithm id").map_err(ctx)?;
-        let size = algs
-            .iter()
-            .find(|&&(a, _)| a == alg)
-            .map(|&(_, s)| s)
-            .ok_or_else(|| {
-                ctx(err(format!(
-                    "digest algorithm {alg:#06x} at offset {at} is not declared in the Spec ID event"
-                )))
-            })?;
+        let size = algs.iter().find(|&&(a, _)| a == alg).map(|&(_, s)| s).ok_or_else(|| {
+            ctx(err(format!("digest algorithm {alg:#06x} at offset {at} is not declared in the Spec ID event")))
+        })?;
         if seen.contains(&alg) {
-            return Err(ctx(err(format!(
-                "digest algorithm {alg:#06x} repeated at offset {at}"
-            ))));
+            return Err(ctx(err(format!("digest algorithm {alg:#06x} repeated at offset {at}"))));
         }
         seen.push(alg);
         let d = r.take(size, "digest").map_err(ctx)?;
@@ -376,13 +335,7 @@ fn parse_event2<'a>(r: &mut Reader<'a>, algs: &AlgTable, n: usize) -> Result<Rec
     }
     let size = r.len32("event size").map_err(ctx)?;
     let data = r.take(size, "event data").map_err(ctx)?;
-    Ok(Record {
-        offset,
-        index,
-        event_type,
-        sha384,
-        data,
-    })
+    Ok(Record { offset, index, event_type, sha384, data })
 }
 
 /// Parse a CCEL event log and replay it. Errors: AttestError::EventLog.
@@ -394,10 +347,7 @@ pub fn replay(log: &[u8]) -> Result<ReplayedLog, AttestError> {
         return Err(err("empty event log"));
     }
     if log.len() > MAX_LOG_LEN {
-        return Err(err(format!(
-            "event log is {} bytes, more than the {MAX_LOG_LEN} accepted",
-            log.len()
-        )));
+        return Err(err(format!("event log is {} bytes, more than the {MAX_LOG_LEN} accepted", log.len())));
     }
     let mut r = Reader::new(log, 0);
     let algs = parse_header(&mut r)?;
@@ -406,10 +356,7 @@ pub fn replay(log: &[u8]) -> Result<ReplayedLog, AttestError> {
     while !at_end(r.rest()) {
         n += 1;
         if n > MAX_EVENTS {
-            return Err(err(format!(
-                "more than {MAX_EVENTS} events (at offset {})",
-                r.offset()
-            )));
+            return Err(err(format!("more than {MAX_EVENTS} events (at offset {})", r.offset())));
         }
         let rec = parse_event2(&mut r, &algs, n)?;
         if rec.event_type == EV_NO_ACTION || rec.index == 0 {
@@ -422,10 +369,7 @@ pub fn replay(log: &[u8]) -> Result<ReplayedLog, AttestError> {
             .and_then(|i| u8::try_from(i).ok())
             .ok_or_else(|| err(format!("event #{n}: bad MR index {}", rec.index)))?;
         let digest = rec.sha384.ok_or_else(|| {
-            err(format!(
-                "event #{n} (record at offset {}) for RTMR{rtmr} has no SHA-384 digest",
-                rec.offset
-            ))
+            err(format!("event #{n} (record at offset {}) for RTMR{rtmr} has no SHA-384 digest", rec.offset))
         })?;
         out.extend(rtmr, rec.event_type, digest, rec.data.to_vec())?;
     }
@@ -480,8 +424,7 @@ struct DstackEvent {
 fn dstack_runtime_preimage(name: &str, payload: &[u8], version: u32) -> Result<Vec<u8>, String> {
     match version {
         1 => {
-            let mut buf =
-                Vec::with_capacity(name.len().saturating_add(payload.len()).saturating_add(6));
+            let mut buf = Vec::with_capacity(name.len().saturating_add(payload.len()).saturating_add(6));
             buf.extend_from_slice(&DSTACK_RUNTIME_EVENT_TYPE.to_le_bytes());
             buf.push(b':');
             buf.extend_from_slice(name.as_bytes());
@@ -492,17 +435,14 @@ fn dstack_runtime_preimage(name: &str, payload: &[u8], version: u32) -> Result<V
         2 => {
             // serde_json escapes strings exactly as JCS (RFC 8785) does:
             // `"`, `\`, \b \f \n \r \t, other controls as \u00xx, nothing else.
-            let name =
-                serde_json::to_string(name).map_err(|e| format!("cannot encode name: {e}"))?;
+            let name = serde_json::to_string(name).map_err(|e| format!("cannot encode name: {e}"))?;
             Ok(format!(
                 "{{\"event\":{name},\"event_type\":{DSTACK_RUNTIME_EVENT_TYPE},\"payload\":\"{}\",\"version\":2}}",
                 hex::encode(payload)
             )
             .into_bytes())
         }
-        v => Err(format!(
-            "unsupported dstack event log version {v} (1 and 2 are known)"
-        )),
+        v => Err(format!("unsupported dstack event log version {v} (1 and 2 are known)")),
     }
 }
 
@@ -533,9 +473,7 @@ fn dstack_event(rep: &mut Replayer, ev: DstackEvent) -> Result<(), String> {
                 hex::encode(computed)
             ));
         }
-        return rep
-            .extend(rtmr, ev.event_type, &computed, pre)
-            .map_err(|e| e.to_string());
+        return rep.extend(rtmr, ev.event_type, &computed, pre).map_err(|e| e.to_string());
     }
     if digest.len() != SHA384_LEN {
         return Err(format!(
@@ -543,8 +481,7 @@ fn dstack_event(rep: &mut Replayer, ev: DstackEvent) -> Result<(), String> {
             digest.len()
         ));
     }
-    rep.extend(rtmr, ev.event_type, &digest, payload)
-        .map_err(|e| e.to_string())
+    rep.extend(rtmr, ev.event_type, &digest, payload).map_err(|e| e.to_string())
 }
 
 /// Replay dstack's JSON event log. Errors: AttestError::EventLog.
@@ -555,41 +492,27 @@ fn dstack_event(rep: &mut Replayer, ev: DstackEvent) -> Result<(), String> {
 pub fn replay_dstack_json(json: &[u8]) -> Result<ReplayedLog, AttestError> {
     use serde_json::Value;
     if json.len() > MAX_LOG_LEN {
-        return Err(err(format!(
-            "dstack event log is {} bytes, more than the {MAX_LOG_LEN} accepted",
-            json.len()
-        )));
+        return Err(err(format!("dstack event log is {} bytes, more than the {MAX_LOG_LEN} accepted", json.len())));
     }
-    let top: Value = serde_json::from_slice(json)
-        .map_err(|e| err(format!("dstack event log is not JSON: {e}")))?;
+    let top: Value = serde_json::from_slice(json).map_err(|e| err(format!("dstack event log is not JSON: {e}")))?;
     let list = match top {
         Value::Array(a) => a,
         Value::Object(mut m) => match m.remove("event_log") {
             Some(Value::Array(a)) => a,
-            Some(Value::String(s)) => serde_json::from_str::<Vec<Value>>(&s).map_err(|e| {
-                err(format!(
-                    "dstack `event_log` string is not a JSON array: {e}"
-                ))
-            })?,
+            Some(Value::String(s)) => serde_json::from_str::<Vec<Value>>(&s)
+                .map_err(|e| err(format!("dstack `event_log` string is not a JSON array: {e}")))?,
             Some(_) => return Err(err("dstack `event_log` is neither an array nor a string")),
             None => return Err(err("dstack JSON object has no `event_log` field")),
         },
-        _ => {
-            return Err(err(
-                "dstack event log must be a JSON array or an object with `event_log`",
-            ))
-        }
+        _ => return Err(err("dstack event log must be a JSON array or an object with `event_log`")),
     };
     if list.len() > MAX_EVENTS {
-        return Err(err(format!(
-            "dstack event log has {} events, more than the {MAX_EVENTS} accepted",
-            list.len()
-        )));
+        return Err(err(format!("dstack event log has {} events, more than the {MAX_EVENTS} accepted", list.len())));
     }
     let mut rep = Replayer::new();
     for (i, v) in list.into_iter().enumerate() {
-        let ev: DstackEvent = serde_json::from_value(v)
-            .map_err(|e| err(format!("dstack event #{i}: malformed: {e}")))?;
+        let ev: DstackEvent =
+            serde_json::from_value(v).map_err(|e| err(format!("dstack event #{i}: malformed: {e}")))?;
         dstack_event(&mut rep, ev).map_err(|m| err(format!("dstack event #{i}: {m}")))?;
     }
     Ok(rep.finish())
@@ -599,18 +522,11 @@ pub fn replay_dstack_json(json: &[u8]) -> Result<ReplayedLog, AttestError> {
 mod tests {
     use super::*;
 
-    const CCEL: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/attestation/go-tdx-guest/ccel/ccel_data.dat"
-    );
-    const QUOTE: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/attestation/go-tdx-guest/ccel/cos-113-tdx-quote.dat"
-    );
-    const DSTACK: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/data/attestation/dstack/quote-report.json"
-    );
+    const CCEL: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/attestation/go-tdx-guest/ccel/ccel_data.dat");
+    const QUOTE: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/attestation/go-tdx-guest/ccel/cos-113-tdx-quote.dat");
+    const DSTACK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/attestation/dstack/quote-report.json");
     /// Bytes of the real CCEL actually used (PROVENANCE: 18101 used).
     const CCEL_USED: usize = 18101;
 
@@ -728,26 +644,22 @@ mod tests {
     #[test]
     fn real_ccel_events_span_several_rtmrs() {
         let log = replay(&read(CCEL)).unwrap();
-        let per: Vec<usize> = (0..4u8)
-            .map(|i| log.events.iter().filter(|e| e.rtmr == i).count())
-            .collect();
+        let per: Vec<usize> = (0..4u8).map(|i| log.events.iter().filter(|e| e.rtmr == i).count()).collect();
         // PROVENANCE: 16/7/20/0 events.
         assert_eq!(per, vec![16, 7, 20, 0]);
         assert!(log.events.iter().all(|e| e.digest.len() == 48));
         assert!(log.events.iter().all(|e| e.event_type != EV_NO_ACTION));
         // Spot checks: EV_EFI_ACTION text, and the kernel command line (EV_IPL).
-        assert!(log.events.iter().any(|e| e.rtmr == 1
-            && e.event_type == 0x8000_0007
-            && e.data == b"Exit Boot Services Invocation"));
-        assert!(log.events.iter().any(|e| e.rtmr == 2
-            && e.event_type == 0xD
-            && e.data.starts_with(b"kernel_cmdline: ")));
-        // EV_EFI_ACTION data is what was hashed.
-        let ebs = log
+        assert!(log
             .events
             .iter()
-            .find(|e| e.data == b"Exit Boot Services Invocation")
-            .unwrap();
+            .any(|e| e.rtmr == 1 && e.event_type == 0x8000_0007 && e.data == b"Exit Boot Services Invocation"));
+        assert!(log
+            .events
+            .iter()
+            .any(|e| e.rtmr == 2 && e.event_type == 0xD && e.data.starts_with(b"kernel_cmdline: ")));
+        // EV_EFI_ACTION data is what was hashed.
+        let ebs = log.events.iter().find(|e| e.data == b"Exit Boot Services Invocation").unwrap();
         assert_eq!(ebs.digest, sha384(&[&ebs.data]).to_vec());
     }
 
@@ -773,10 +685,7 @@ mod tests {
         // Flip a byte of an RTMR2 event's digest and replay it again.
         let mut data = read(CCEL);
         let ev = log.events.iter().find(|e| e.rtmr == 2).unwrap().clone();
-        let pos = data
-            .windows(48)
-            .position(|w| w == ev.digest.as_slice())
-            .expect("digest present in log");
+        let pos = data.windows(48).position(|w| w == ev.digest.as_slice()).expect("digest present in log");
         data[pos + 7] ^= 0x01;
         let bad = replay(&data).expect("still parses");
         let m = match check_rtmrs(&bad, &q) {
@@ -784,17 +693,10 @@ mod tests {
             other => panic!("expected mismatch, got {other:?}"),
         };
         assert!(m.contains("RTMR2 mismatch"), "{m}");
-        assert!(
-            !m.contains("RTMR0") && !m.contains("RTMR1") && !m.contains("RTMR3"),
-            "{m}"
-        );
+        assert!(!m.contains("RTMR0") && !m.contains("RTMR1") && !m.contains("RTMR3"), "{m}");
         assert!(m.contains(&hex::encode(bad.rtmr[2])), "{m}");
         assert!(m.contains(&hex::encode(q[2])), "{m}");
-        assert_eq!(
-            m,
-            m.to_lowercase().replace("rtmr", "RTMR"),
-            "hex is lower case"
-        );
+        assert_eq!(m, m.to_lowercase().replace("rtmr", "RTMR"), "hex is lower case");
         // Tampering with the replayed struct directly is caught the same way.
         log.rtmr[0][0] ^= 0x80;
         let m = check_rtmrs(&log, &q).unwrap_err().to_string();
@@ -806,13 +708,7 @@ mod tests {
         let data = read(CCEL);
         // The first EVENT2 starts right after the 65-byte Spec ID record
         // (32 + 33); cut inside its digest, its size field and its data.
-        for cut in [
-            65 + 5,
-            65 + 12 + 20,
-            65 + 12 + 50 + 2,
-            65 + 12 + 50 + 4 + 10,
-            CCEL_USED - 3,
-        ] {
+        for cut in [65 + 5, 65 + 12 + 20, 65 + 12 + 50 + 2, 65 + 12 + 50 + 4 + 10, CCEL_USED - 3] {
             expect_eventlog_err(replay(&data[..cut]), "truncated");
         }
         // Inside the Spec ID header itself.
@@ -823,10 +719,7 @@ mod tests {
     fn garbage_and_empty_input_are_errors() {
         expect_eventlog_err(replay(&[]), "empty");
         expect_eventlog_err(replay(&[0xFF; 64]), "");
-        expect_eventlog_err(
-            replay(b"this is not an event log at all, not even close....."),
-            "",
-        );
+        expect_eventlog_err(replay(b"this is not an event log at all, not even close....."), "");
         expect_eventlog_err(replay(&[0u8; 3]), "truncated");
         // Right shape, wrong signature.
         let mut h = sha384_only();
@@ -900,31 +793,11 @@ mod tests {
             &[(0x000B, &[0; 32]), (TPM_ALG_SHA384, &[0; 48])],
             b"StartupLocality\0\x03",
         ));
-        log.extend(event2(
-            1,
-            0x8000_0008,
-            &[(0x000B, &sha256), (TPM_ALG_SHA384, &d1)],
-            b"fw",
-        ));
-        log.extend(event2(
-            0,
-            0x8000_0008,
-            &[(TPM_ALG_SHA384, &d3)],
-            b"mrtd, skipped",
-        ));
-        log.extend(event2(
-            4,
-            0xD,
-            &[(TPM_ALG_SHA384, &d2), (0x000B, &sha256)],
-            b"app",
-        ));
+        log.extend(event2(1, 0x8000_0008, &[(0x000B, &sha256), (TPM_ALG_SHA384, &d1)], b"fw"));
+        log.extend(event2(0, 0x8000_0008, &[(TPM_ALG_SHA384, &d3)], b"mrtd, skipped"));
+        log.extend(event2(4, 0xD, &[(TPM_ALG_SHA384, &d2), (0x000B, &sha256)], b"app"));
         log.extend(event2(1, 4, &[(TPM_ALG_SHA384, &d3)], &[0, 0, 0, 0]));
-        log.extend(event2(
-            4,
-            EV_NO_ACTION,
-            &[(TPM_ALG_SHA384, &d3)],
-            b"not extended",
-        ));
+        log.extend(event2(4, EV_NO_ACTION, &[(TPM_ALG_SHA384, &d3)], b"not extended"));
         log.extend([0xFF; 32]);
         let out = replay(&log).unwrap();
         let r0 = sha384(&[&sha384(&[&[0u8; 48], &d1]), &d3]);
@@ -933,27 +806,13 @@ mod tests {
         assert_eq!(out.events.len(), 3);
         assert_eq!(
             out.events[0],
-            MeasuredEvent {
-                rtmr: 0,
-                event_type: 0x8000_0008,
-                digest: d1.to_vec(),
-                data: b"fw".to_vec()
-            }
+            MeasuredEvent { rtmr: 0, event_type: 0x8000_0008, digest: d1.to_vec(), data: b"fw".to_vec() }
         );
-        assert_eq!(
-            (out.events[1].rtmr, out.events[1].data.as_slice()),
-            (3, &b"app"[..])
-        );
+        assert_eq!((out.events[1].rtmr, out.events[1].data.as_slice()), (3, &b"app"[..]));
         assert_eq!((out.events[2].rtmr, out.events[2].event_type), (0, 4));
         // Header only: all-zero RTMRs, no events.
         let empty = replay(&sha384_only()).unwrap();
-        assert_eq!(
-            empty,
-            ReplayedLog {
-                rtmr: [[0; 48]; 4],
-                events: vec![]
-            }
-        );
+        assert_eq!(empty, ReplayedLog { rtmr: [[0; 48]; 4], events: vec![] });
     }
 
     #[test]
@@ -964,39 +823,20 @@ mod tests {
             log.extend(ev);
             log
         };
-        expect_eventlog_err(
-            replay(&with(event2(5, 0xD, &[(TPM_ALG_SHA384, &d)], b""))),
-            "CC MR index 5",
-        );
-        expect_eventlog_err(
-            replay(&with(event2(0xFFFF_FFFE, 0xD, &[], b""))),
-            "out of range",
-        );
+        expect_eventlog_err(replay(&with(event2(5, 0xD, &[(TPM_ALG_SHA384, &d)], b""))), "CC MR index 5");
+        expect_eventlog_err(replay(&with(event2(0xFFFF_FFFE, 0xD, &[], b""))), "out of range");
         expect_eventlog_err(
             replay(&with(event2(2, 0xD, &[(0x000B, &[0; 32])], b""))),
             "0x000b at offset 77 is not declared",
         );
         expect_eventlog_err(
-            replay(&with(event2(
-                2,
-                0xD,
-                &[(TPM_ALG_SHA384, &d), (TPM_ALG_SHA384, &d)],
-                b"",
-            ))),
+            replay(&with(event2(2, 0xD, &[(TPM_ALG_SHA384, &d), (TPM_ALG_SHA384, &d)], b""))),
             "digest count 2",
         );
-        expect_eventlog_err(
-            replay(&with(event2(2, 0xD, &[], b"no digest"))),
-            "no SHA-384 digest",
-        );
+        expect_eventlog_err(replay(&with(event2(2, 0xD, &[], b"no digest"))), "no SHA-384 digest");
         // Repeated algorithm in a two-algorithm log.
         let mut log = header(&[(0x000B, 32), (TPM_ALG_SHA384, 48)]);
-        log.extend(event2(
-            2,
-            0xD,
-            &[(TPM_ALG_SHA384, &d), (TPM_ALG_SHA384, &d)],
-            b"",
-        ));
+        log.extend(event2(2, 0xD, &[(TPM_ALG_SHA384, &d), (TPM_ALG_SHA384, &d)], b""));
         expect_eventlog_err(replay(&log), "repeated");
         // Record boundary with a few non-padding bytes left.
         let mut log = with(event2(2, 0xD, &[(TPM_ALG_SHA384, &d)], b""));
@@ -1008,10 +848,7 @@ mod tests {
         log.extend(event2(2, 0xD, &[(TPM_ALG_SHA384, &d)], b"cut here"));
         log.truncate(log.len() - 2);
         let m = expect_eventlog_err(replay(&log), "truncated");
-        assert!(
-            m.contains(&format!("event #2 (record at offset {second})")),
-            "{m}"
-        );
+        assert!(m.contains(&format!("event #2 (record at offset {second})")), "{m}");
     }
 
     #[test]
@@ -1021,11 +858,7 @@ mod tests {
         let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
         for i in 0..200 {
             // Mostly inside the used part, sometimes into the padding.
-            let cut = if i % 10 == 0 {
-                rng.below(data.len() + 1)
-            } else {
-                rng.below(CCEL_USED + 1)
-            };
+            let cut = if i % 10 == 0 { rng.below(data.len() + 1) } else { rng.below(CCEL_USED + 1) };
             match replay(&data[..cut]) {
                 Ok(log) => {
                     assert!(log.events.len() <= full.events.len());
@@ -1089,26 +922,15 @@ mod tests {
         assert_eq!(log.rtmr, q);
         check_rtmrs(&log, &q).unwrap();
         assert_eq!(log.events.len(), 28);
-        let rt: Vec<&MeasuredEvent> = log
-            .events
-            .iter()
-            .filter(|e| e.event_type == DSTACK_RUNTIME_EVENT_TYPE)
-            .collect();
+        let rt: Vec<&MeasuredEvent> = log.events.iter().filter(|e| e.event_type == DSTACK_RUNTIME_EVENT_TYPE).collect();
         assert_eq!(rt.len(), 8);
         for e in &rt {
             assert_eq!(e.rtmr, 3);
-            assert_eq!(
-                e.digest,
-                sha384(&[&e.data]).to_vec(),
-                "data is the digest pre-image"
-            );
+            assert_eq!(e.digest, sha384(&[&e.data]).to_vec(), "data is the digest pre-image");
         }
         let mut compose = DSTACK_RUNTIME_EVENT_TYPE.to_le_bytes().to_vec();
         compose.extend_from_slice(b":compose-hash:");
-        compose.extend(
-            hex::decode("3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7")
-                .unwrap(),
-        );
+        compose.extend(hex::decode("3763bc34552cf3a27ff71ad5f7a90471562a1a2df552dfc1998cba2d60da27e7").unwrap());
         assert!(rt.iter().any(|e| e.data == compose));
     }
 
@@ -1117,18 +939,10 @@ mod tests {
         let (v, q) = dstack_fixture();
         // Change the compose-hash payload but keep the recorded digest.
         let mut evs = dstack_events(&v);
-        let i = evs
-            .iter()
-            .position(|e| e["event"] == "compose-hash")
-            .unwrap();
+        let i = evs.iter().position(|e| e["event"] == "compose-hash").unwrap();
         evs[i]["event_payload"] = serde_json::Value::String("00".repeat(32));
-        let m = replay_dstack_json(&serde_json::to_vec(&evs).unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(
-            m.contains(&format!("dstack event #{i}")) && m.contains("does not match"),
-            "{m}"
-        );
+        let m = replay_dstack_json(&serde_json::to_vec(&evs).unwrap()).unwrap_err().to_string();
+        assert!(m.contains(&format!("dstack event #{i}")) && m.contains("does not match"), "{m}");
         // Drop the digest too: it is recomputed, and the RTMR3 check fails.
         evs[i]["digest"] = serde_json::Value::String(String::new());
         let log = replay_dstack_json(&serde_json::to_vec(&evs).unwrap()).unwrap();
@@ -1136,10 +950,7 @@ mod tests {
         assert!(m.contains("RTMR3 mismatch") && !m.contains("RTMR0"), "{m}");
         // Stripped runtime digests (dstack's compact form) still replay.
         let mut evs = dstack_events(&v);
-        for e in evs
-            .iter_mut()
-            .filter(|e| e["event_type"] == DSTACK_RUNTIME_EVENT_TYPE)
-        {
+        for e in evs.iter_mut().filter(|e| e["event_type"] == DSTACK_RUNTIME_EVENT_TYPE) {
             e["digest"] = serde_json::Value::String(String::new());
         }
         let log = replay_dstack_json(&serde_json::to_vec(&evs).unwrap()).unwrap();
@@ -1149,8 +960,7 @@ mod tests {
     #[test]
     fn dstack_json_bad_inputs() {
         let (v, _) = dstack_fixture();
-        let run =
-            |evs: &Vec<serde_json::Value>| replay_dstack_json(&serde_json::to_vec(evs).unwrap());
+        let run = |evs: &Vec<serde_json::Value>| replay_dstack_json(&serde_json::to_vec(evs).unwrap());
         let bad = |r: Result<ReplayedLog, AttestError>, needle: &str| {
             let m = match r {
                 Err(AttestError::EventLog(m)) => m,
@@ -1176,28 +986,13 @@ mod tests {
         bad(run(&evs), "version 3");
         bad(replay_dstack_json(b""), "not JSON");
         bad(replay_dstack_json(b"{\"quote\":\"00\"}"), "no `event_log`");
-        bad(
-            replay_dstack_json(b"{\"event_log\":\"[1,2\"}"),
-            "not a JSON array",
-        );
+        bad(replay_dstack_json(b"{\"event_log\":\"[1,2\"}"), "not a JSON array");
         bad(replay_dstack_json(b"42"), "JSON array");
-        let many = format!(
-            "[{}]",
-            vec!["{\"imr\":0,\"event_type\":3}"; MAX_EVENTS + 1].join(",")
-        );
-        bad(
-            replay_dstack_json(many.as_bytes()),
-            "8193 events, more than",
-        );
+        let many = format!("[{}]", vec!["{\"imr\":0,\"event_type\":3}"; MAX_EVENTS + 1].join(","));
+        bad(replay_dstack_json(many.as_bytes()), "8193 events, more than");
         // EV_NO_ACTION entries are skipped; an empty list is a valid empty log.
         let log = replay_dstack_json(b"[{\"imr\":0,\"event_type\":3,\"digest\":\"\"}]").unwrap();
-        assert_eq!(
-            log,
-            ReplayedLog {
-                rtmr: [[0; 48]; 4],
-                events: vec![]
-            }
-        );
+        assert_eq!(log, ReplayedLog { rtmr: [[0; 48]; 4], events: vec![] });
     }
 
     #[test]
@@ -1210,9 +1005,7 @@ mod tests {
         );
         // JCS escaping of control characters, as in dstack's test.
         let esc = dstack_runtime_preimage("\x08\x0c\n\r\t\x01", &[], 2).unwrap();
-        assert!(String::from_utf8(esc)
-            .unwrap()
-            .contains(r#""event":"\b\f\n\r\t\u0001""#));
+        assert!(String::from_utf8(esc).unwrap().contains(r#""event":"\b\f\n\r\t\u0001""#));
         let digest = hex::encode(sha384(&[&pre]));
         let json = format!(
             r#"[{{"imr":3,"event_type":134217729,"digest":"{digest}","event":"compose-hash","event_payload":"abcd","version":2}}]"#

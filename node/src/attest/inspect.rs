@@ -58,7 +58,8 @@ fn tdx_fields(input: &[u8], prefix: &str) -> Result<Fields> {
         AuthData::V3(a) => a.certification_data.clone(),
     };
     put("certification_data_type", cert.cert_type.to_string());
-    if let Ok(Some(pck)) = super::tdx::collateral::pem_certs(&cert.body.data, "PCK chain").map(|c| c.into_iter().next()) {
+    if let Ok(Some(pck)) = super::tdx::collateral::pem_certs(&cert.body.data, "PCK chain").map(|c| c.into_iter().next())
+    {
         if let Ok(ext) = dcap_qvl::intel::parse_pck_extension(&pck) {
             put("fmspc", hex::encode(ext.fmspc));
         }
@@ -87,8 +88,5 @@ fn azure_fields(bytes: &[u8]) -> Result<Fields> {
 fn sim_fields(bytes: &[u8]) -> Result<Fields> {
     let doc: serde_json::Map<String, serde_json::Value> =
         serde_json::from_slice(bytes).map_err(|e| AttestError::Malformed(format!("sim evidence JSON: {e}")))?;
-    Ok(doc
-        .into_iter()
-        .map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
-        .collect())
+    Ok(doc.into_iter().map(|(k, v)| (k, v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))).collect())
 }

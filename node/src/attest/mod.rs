@@ -92,11 +92,6 @@ pub struct VerifyOptions {
 impl VerifyOptions {
     /// Strict defaults at time `now`.
     pub fn at(now: u64) -> Self {
-        VerifyOptions {
-            now,
-            require_sept_ve_disable: true,
-            azure_tcb_quirk: false,
-            expected_nonce: None,
-        }
+        VerifyOptions { now, require_sept_ve_disable: true, azure_tcb_quirk: false, expected_nonce: None }
     }
 }

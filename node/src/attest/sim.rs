@@ -149,15 +149,13 @@ fn hex_n<const N: usize>(s: &str, what: &str) -> Result<[u8; N]> {
 /// Verify sim evidence. Refused unless `trust` is given.
 pub fn verify(evidence: &[u8], trust: Option<&SimTrust>, opts: &VerifyOptions) -> Result<Claims> {
     let trust = trust.ok_or(AttestError::SimulationDisabled)?;
-    let doc: SimEvidence = serde_json::from_slice(evidence)
-        .map_err(|e| AttestError::Malformed(format!("sim evidence JSON: {e}")))?;
+    let doc: SimEvidence =
+        serde_json::from_slice(evidence).map_err(|e| AttestError::Malformed(format!("sim evidence JSON: {e}")))?;
     if doc.version != 1 || doc.insecure != INSECURE_LABEL {
         return Err(AttestError::Unsupported("sim evidence version or label".into()));
     }
-    let rtmr: [String; 4] = doc
-        .rtmr
-        .try_into()
-        .map_err(|_| AttestError::Malformed("sim evidence: rtmr must list 4 registers".into()))?;
+    let rtmr: [String; 4] =
+        doc.rtmr.try_into().map_err(|_| AttestError::Malformed("sim evidence: rtmr must list 4 registers".into()))?;
     let body = SimBody {
         mrtd: hex_n(&doc.mrtd, "mrtd")?,
         rtmr: [
@@ -239,7 +237,8 @@ mod tests {
         if let Ok(other) = other {
             assert!(matches!(verify(&ev, Some(&other), &opts), Err(AttestError::Signature(_))));
         }
-        let tampered = String::from_utf8(ev.clone()).unwrap().replacen(&hex::encode([9u8; 64]), &hex::encode([8u8; 64]), 1);
+        let tampered =
+            String::from_utf8(ev.clone()).unwrap().replacen(&hex::encode([9u8; 64]), &hex::encode([8u8; 64]), 1);
         assert!(matches!(verify(tampered.as_bytes(), Some(&trust), &opts), Err(AttestError::Signature(_))));
         let mut nonce = opts.clone();
         nonce.expected_nonce = Some(vec![1, 2, 3]);

@@ -44,7 +44,8 @@ impl Verifier {
         if let Some(log) = ev.event_log {
             if ev.kind == TeeKind::AzTdxVtpm {
                 return Err(AttestError::EventLog(
-                    "an Azure TD's RTMRs belong to the paravisor; its guest is measured into vTPM PCRs, not a CCEL".into(),
+                    "an Azure TD's RTMRs belong to the paravisor; its guest is measured into vTPM PCRs, not a CCEL"
+                        .into(),
                 ));
             }
             let replayed = if log.trim_ascii_start().starts_with(b"{") || log.trim_ascii_start().starts_with(b"[") {

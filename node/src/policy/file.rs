@@ -128,11 +128,7 @@ impl PolicySet {
 impl NamespaceToml {
     fn validate(self, name: &str) -> Result<NamespacePolicy, String> {
         let name = NamespaceName::new(name)?;
-        let tees = self
-            .tees
-            .iter()
-            .map(|t| t.parse::<TeeKind>())
-            .collect::<Result<BTreeSet<_>, _>>()?;
+        let tees = self.tees.iter().map(|t| t.parse::<TeeKind>()).collect::<Result<BTreeSet<_>, _>>()?;
         if tees.is_empty() {
             return Err("tees is empty: name the evidence kinds this namespace accepts".into());
         }
@@ -233,7 +229,10 @@ impl AzureRuleToml {
         // MRTD: without it pinned, any TD could act as a paravisor and sign any
         // PCRs. The PCRs then identify the guest.
         if !registers.contains_key(&Register::Mrtd) {
-            return Err(format!("rule {:?} must pin mrtd (the Azure paravisor's): without it any TD could forge the vTPM", self.name));
+            return Err(format!(
+                "rule {:?} must pin mrtd (the Azure paravisor's): without it any TD could forge the vTPM",
+                self.name
+            ));
         }
         if registers.len() < 2 {
             return Err(format!("rule {:?} must pin at least one PCR: the guest is identified by its PCRs", self.name));

@@ -31,9 +31,7 @@ impl NamespaceName {
         if ok {
             Ok(NamespaceName(s.to_string()))
         } else {
-            Err(format!(
-                "invalid namespace name {s:?}: use 1-63 characters of a-z, 0-9 and '-', not starting with '-'"
-            ))
+            Err(format!("invalid namespace name {s:?}: use 1-63 characters of a-z, 0-9 and '-', not starting with '-'"))
         }
     }
 
@@ -178,7 +176,9 @@ impl NamespacePolicy {
         }
         if let Some(name) = claims.tcb_override {
             if !self.azure_tcb_quirk {
-                return deny(format!("the platform's TCB only matched with the {name} override, which namespace {ns} does not allow"));
+                return deny(format!(
+                    "the platform's TCB only matched with the {name} override, which namespace {ns} does not allow"
+                ));
             }
         }
         if !self.accepted_tcb_status.contains(&claims.tcb_status) {
@@ -189,7 +189,12 @@ impl NamespacePolicy {
         }
         for r in &self.revoked {
             if r.register.value(claims) == Some(r.value.as_slice()) {
-                return deny(format!("{} {} is revoked in namespace {ns}: {}", r.register, short_hex(&r.value), r.reason));
+                return deny(format!(
+                    "{} {} is revoked in namespace {ns}: {}",
+                    r.register,
+                    short_hex(&r.value),
+                    r.reason
+                ));
             }
         }
         let rules = match claims.tee {

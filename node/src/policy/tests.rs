@@ -138,9 +138,15 @@ fn bad_files_are_refused_with_the_reason() {
     assert!(err("[namespaces.Bad]\ntees=[\"tdx\"]\naccepted_tcb_status=[]").contains("invalid namespace name"));
     assert!(err("[namespaces.a]\ntees=[\"sgx\"]\naccepted_tcb_status=[]").contains("unknown TEE kind"));
     assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[\"Revoked\"]").contains("never be accepted"));
-    assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.tdx]]\nname=\"x\"\nmrtd=\"abcd\"").contains("expected 48"));
+    assert!(err(
+        "[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.tdx]]\nname=\"x\"\nmrtd=\"abcd\""
+    )
+    .contains("expected 48"));
     assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.azure]]\nname=\"x\"\npcrs={\"24\"=\"00\"}").contains("0-23"));
-    assert!(err("[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.tdx]]\nname=\"open\"\nrtmr0=\"*\"").contains("must pin mrtd"));
+    assert!(err(
+        "[namespaces.a]\ntees=[\"tdx\"]\naccepted_tcb_status=[]\n[[namespaces.a.tdx]]\nname=\"open\"\nrtmr0=\"*\""
+    )
+    .contains("must pin mrtd"));
     let mrtd = "00".repeat(48);
     assert!(err(&format!("[namespaces.a]\ntees=[\"az-tdx-vtpm\"]\naccepted_tcb_status=[]\n[[namespaces.a.azure]]\nname=\"x\"\nmrtd=\"{mrtd}\"")).contains("at least one PCR"));
     assert!(err("[namespaces.a]\ntees=[\"az-tdx-vtpm\"]\naccepted_tcb_status=[]\n[[namespaces.a.azure]]\nname=\"x\"\npcrs={\"4\"=\"aa\"}").contains("PCR4 value has 1 bytes"));

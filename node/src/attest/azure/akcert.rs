@@ -59,17 +59,11 @@ pub fn trim_der(bytes: &[u8]) -> Result<&[u8]> {
     let header = Header::decode(&mut r).map_err(|e| bad(format!("not DER: {e}")))?;
     let total = (r.position() + header.length).map_err(|e| bad(e.to_string()))?;
     let total = usize::try_from(total).map_err(|e| bad(e.to_string()))?;
-    let (cert, rest) = bytes.split_at_checked(total).ok_or_else(|| {
-        bad(format!(
-            "DER says {total} bytes, only {} supplied",
-            bytes.len()
-        ))
-    })?;
+    let (cert, rest) = bytes
+        .split_at_checked(total)
+        .ok_or_else(|| bad(format!("DER says {total} bytes, only {} supplied", bytes.len())))?;
     if rest.iter().any(|&b| b != 0) {
-        return Err(bad(format!(
-            "{} bytes of non-zero data after the DER certificate",
-            rest.len()
-        )));
+        return Err(bad(format!("{} bytes of non-zero data after the DER certificate", rest.len())));
     }
     Ok(cert)
 }
@@ -84,9 +78,7 @@ pub fn pem_to_der(pem: &str) -> Result<Vec<u8>> {
         .and_then(|s| s.split("-----END CERTIFICATE-----").next())
         .ok_or_else(|| bad("no CERTIFICATE block"))?;
     let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .map_err(|e| bad(&e.to_string()))?;
+    let der = base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| bad(&e.to_string()))?;
     Ok(trim_der(&der)?.to_vec())
 }
 
@@ -99,9 +91,8 @@ struct Cert<'a> {
 impl<'a> Cert<'a> {
     fn parse(der: &'a [u8], what: &str) -> Result<Self> {
         let der = trim_der(der)?;
-        let cert = Certificate::from_der(der).map_err(|e| {
-            AttestError::Malformed(format!("{what} is not an X.509 certificate: {e}"))
-        })?;
+        let cert = Certificate::from_der(der)
+            .map_err(|e| AttestError::Malformed(format!("{what} is not an X.509 certificate: {e}")))?;
         Ok(Cert { der, cert })
     }
 
@@ -121,10 +112,7 @@ impl<'a> Cert<'a> {
             .to_der()
             .map_err(|e| AttestError::Malformed(format!("certificate {}: {e}", self.subject())))?;
         RsaPublicKey::from_public_key_der(&spki).map_err(|e| {
-            AttestError::CertChain(format!(
-                "certificate \"{}\" does not hold an RSA public key: {e}",
-                self.subject()
-            ))
+            AttestError::CertChain(format!("certificate \"{}\" does not hold an RSA public key: {e}", self.subject()))
         })
     }
 
@@ -142,10 +130,7 @@ impl<'a> Cert<'a> {
     fn signed_by(&self, issuer: &RsaPublicKey) -> Result<bool> {
         let tbs = self.tbs_bytes()?;
         let sig_bytes = self.cert.signature.as_bytes().ok_or_else(|| {
-            AttestError::Malformed(format!(
-                "certificate {}: signature has unused bits",
-                self.subject()
-            ))
+            AttestError::Malformed(format!("certificate {}: signature has unused bits", self.subject()))
         })?;
         let Ok(sig) = Signature::try_from(sig_bytes) else {
             return Ok(false);
@@ -192,15 +177,9 @@ impl<'a> Cert<'a> {
         };
         match exts.iter().find(|e| e.extn_id == T::OID) {
             None => Ok(None),
-            Some(e) => T::from_der(e.extn_value.as_bytes())
-                .map(Some)
-                .map_err(|err| {
-                    AttestError::Malformed(format!(
-                        "certificate \"{}\": extension {}: {err}",
-                        self.subject(),
-                        T::OID
-                    ))
-                }),
+            Some(e) => T::from_der(e.extn_value.as_bytes()).map(Some).map_err(|err| {
+                AttestError::Malformed(format!("certificate \"{}\": extension {}: {err}", self.subject(), T::OID))
+            }),
         }
     }
 
@@ -213,12 +192,7 @@ impl<'a> Cert<'a> {
 /// are configured, it must chain to one of them at time `now`. Returns the
 /// certificate's subject.
 #[tracing::instrument(skip_all)]
-pub fn verify_ak_cert(
-    cert_der: &[u8],
-    ak: &RsaPublicKey,
-    trust: &AzureTrust,
-    now: u64,
-) -> Result<String> {
+pub fn verify_ak_cert(cert_der: &[u8], ak: &RsaPublicKey, trust: &AzureTrust, now: u64) -> Result<String> {
     let leaf = Cert::parse(cert_der, "AK certificate")?;
     if &leaf.public_key()? != ak {
         return Err(AttestError::Binding(format!(
@@ -239,11 +213,8 @@ pub fn verify_ak_cert(
     }
     leaf.check_time(now, "AK certificate")?;
 
-    let roots = trust
-        .ak_roots
-        .iter()
-        .map(|d| Cert::parse(d, "configured Azure AK root"))
-        .collect::<Result<Vec<_>>>()?;
+    let roots =
+        trust.ak_roots.iter().map(|d| Cert::parse(d, "configured Azure AK root")).collect::<Result<Vec<_>>>()?;
     let intermediates = trust
         .ak_intermediates
         .iter()
@@ -256,10 +227,7 @@ pub fn verify_ak_cert(
         let issuer_name = &current.cert.tbs_certificate.issuer;
         // A root that issued `current`?
         let mut name_matched = false;
-        for root in roots
-            .iter()
-            .filter(|r| &r.cert.tbs_certificate.subject == issuer_name)
-        {
+        for root in roots.iter().filter(|r| &r.cert.tbs_certificate.subject == issuer_name) {
             name_matched = true;
             if current.signed_by(&root.public_key()?)? {
                 root.check_time(now, "Azure AK root")?;
@@ -307,8 +275,5 @@ pub fn verify_ak_cert(
         path.push(next.subject());
         current = next;
     }
-    Err(AttestError::CertChain(format!(
-        "AK certificate chain longer than {MAX_DEPTH}: {}",
-        path.join(" <- ")
-    )))
+    Err(AttestError::CertChain(format!("AK certificate chain longer than {MAX_DEPTH}: {}", path.join(" <- "))))
 }

@@ -68,20 +68,13 @@ fn malformed(e: impl std::fmt::Display) -> AttestError {
 
 fn pcr_values(pcrs: Vec<Vec<u8>>) -> Result<Vec<[u8; 32]>> {
     if pcrs.len() > MAX_PCRS {
-        return Err(malformed(format!(
-            "{} PCR values, at most {MAX_PCRS}",
-            pcrs.len()
-        )));
+        return Err(malformed(format!("{} PCR values, at most {MAX_PCRS}", pcrs.len())));
     }
     pcrs.into_iter()
         .enumerate()
         .map(|(i, p)| {
-            <[u8; 32]>::try_from(p.as_slice()).map_err(|_| {
-                malformed(format!(
-                    "PCR {i} is {} bytes, expected 32 (SHA-256 bank)",
-                    p.len()
-                ))
-            })
+            <[u8; 32]>::try_from(p.as_slice())
+                .map_err(|_| malformed(format!("PCR {i} is {} bytes, expected 32 (SHA-256 bank)", p.len())))
         })
         .collect()
 }
@@ -136,9 +129,7 @@ pub fn parse_coco_json(json: &[u8]) -> Result<CocoEvidence> {
         Some(serde_json::Value::Number(n)) => Err(AttestError::Unsupported(format!(
             "az-tdx-vtpm evidence version {n}; supported: 0 (no version field) and 1"
         ))),
-        Some(other) => Err(malformed(format!(
-            "\"version\" must be a number, got {other}"
-        ))),
+        Some(other) => Err(malformed(format!("\"version\" must be a number, got {other}"))),
     }
 }
 
@@ -148,11 +139,7 @@ mod tests {
 
     macro_rules! data {
         ($p:literal) => {
-            include_bytes!(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../tests/data/attestation/",
-                $p
-            ))
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/attestation/", $p))
         };
     }
     const V0_JSON: &[u8] = data!("trustee/az-tdx-vtpm/evidence-v0.json");
@@ -187,15 +174,9 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_slice(V1_JSON).unwrap();
         v["version"] = 2.into();
         let e = parse_coco_json(&serde_json::to_vec(&v).unwrap()).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Unsupported(ref m) if m.contains("version 2")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Unsupported(ref m) if m.contains("version 2")), "{e}");
         v["version"] = "1".into();
-        assert!(matches!(
-            parse_coco_json(&serde_json::to_vec(&v).unwrap()),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(parse_coco_json(&serde_json::to_vec(&v).unwrap()), Err(AttestError::Malformed(_))));
     }
 
     #[test]
@@ -203,43 +184,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(V1_JSON).unwrap();
         // Standard base64 alphabet instead of base64url.
         let mut w = v.clone();
-        let std = w["hcl_report"]
-            .as_str()
-            .unwrap()
-            .replace('-', "+")
-            .replace('_', "/");
+        let std = w["hcl_report"].as_str().unwrap().replace('-', "+").replace('_', "/");
         w["hcl_report"] = std.into();
-        assert!(matches!(
-            parse_coco_json(&serde_json::to_vec(&w).unwrap()),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(parse_coco_json(&serde_json::to_vec(&w).unwrap()), Err(AttestError::Malformed(_))));
         // Padding stripped: the real files pad, so we require it.
         let mut w = v.clone();
-        let unpadded = w["td_quote"]
-            .as_str()
-            .unwrap()
-            .trim_end_matches('=')
-            .to_string();
+        let unpadded = w["td_quote"].as_str().unwrap().trim_end_matches('=').to_string();
         w["td_quote"] = unpadded.into();
-        assert!(matches!(
-            parse_coco_json(&serde_json::to_vec(&w).unwrap()),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(parse_coco_json(&serde_json::to_vec(&w).unwrap()), Err(AttestError::Malformed(_))));
         // Short PCR.
         let mut w = v.clone();
         w["tpm_quote"]["pcrs"][3] = "00".into();
         let e = parse_coco_json(&serde_json::to_vec(&w).unwrap()).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Malformed(ref m) if m.contains("PCR 3")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Malformed(ref m) if m.contains("PCR 3")), "{e}");
         // Non-hex signature.
         let mut w = v;
         w["tpm_quote"]["signature"] = "zz".into();
-        assert!(matches!(
-            parse_coco_json(&serde_json::to_vec(&w).unwrap()),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(parse_coco_json(&serde_json::to_vec(&w).unwrap()), Err(AttestError::Malformed(_))));
     }
 
     #[test]
@@ -256,11 +217,7 @@ mod tests {
             &V1_JSON[..V1_JSON.len() / 2],
             &V0_JSON[..V0_JSON.len() - 3],
         ] {
-            assert!(
-                parse_coco_json(input).is_err(),
-                "{}",
-                String::from_utf8_lossy(input)
-            );
+            assert!(parse_coco_json(input).is_err(), "{}", String::from_utf8_lossy(input));
         }
     }
 }

@@ -39,9 +39,7 @@ pub struct HclBinding {
 
 impl std::fmt::Debug for HclBinding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HclBinding")
-            .field("var_data_len", &self.report.var_data().len())
-            .finish_non_exhaustive()
+        f.debug_struct("HclBinding").field("var_data_len", &self.report.var_data().len()).finish_non_exhaustive()
     }
 }
 
@@ -50,12 +48,9 @@ impl HclBinding {
     /// variable-data hash.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
         if bytes.get(..4) != Some(HCL_MAGIC.as_slice()) {
-            return Err(AttestError::Malformed(
-                "HCL report does not start with the \"HCLA\" signature".into(),
-            ));
+            return Err(AttestError::Malformed("HCL report does not start with the \"HCLA\" signature".into()));
         }
-        let report = HclReport::new(bytes.to_vec())
-            .map_err(|e| AttestError::Malformed(format!("HCL report: {e}")))?;
+        let report = HclReport::new(bytes.to_vec()).map_err(|e| AttestError::Malformed(format!("HCL report: {e}")))?;
         if report.report_type() != ReportType::Tdx {
             return Err(AttestError::WrongTee {
                 found: format!("HCL report of type {:?}", report.report_type()),
@@ -73,14 +68,10 @@ impl HclBinding {
                 "HCL report hashes its variable data with IGVM hash type {hash_type}; only SHA-256 (1) is supported"
             )));
         }
-        let td = HclTdReport::try_from(&report)
-            .map_err(|e| AttestError::Malformed(format!("HCL TD report: {e}")))?;
+        let td = HclTdReport::try_from(&report).map_err(|e| AttestError::Malformed(format!("HCL TD report: {e}")))?;
         if td.report_mac.reporttype.r#type != TDX_REPORT_TYPE {
             return Err(AttestError::WrongTee {
-                found: format!(
-                    "HCL hardware report type {:#04x}",
-                    td.report_mac.reporttype.r#type
-                ),
+                found: format!("HCL hardware report type {:#04x}", td.report_mac.reporttype.r#type),
                 expected: "TDX TDREPORT (0x81)".into(),
             });
         }
@@ -155,18 +146,17 @@ impl HclBinding {
 
     /// The vTPM attestation key `HCLAkPub` from the variable data.
     pub fn ak_pub(&self) -> Result<RsaPublicKey> {
-        let jwk = self.report.ak_pub().map_err(|e| {
-            AttestError::Malformed(format!("HCL variable data has no usable HCLAkPub: {e}"))
-        })?;
-        let public = jwk.key.to_public().ok_or_else(|| {
-            AttestError::Unsupported("HCLAkPub is a symmetric key, expected RSA".into())
-        })?;
-        let spki = public
-            .try_to_der()
-            .map_err(|e| AttestError::Malformed(format!("HCLAkPub: {e}")))?;
-        let ak = RsaPublicKey::from_public_key_der(&spki).map_err(|e| {
-            AttestError::Unsupported(format!("HCLAkPub is not a usable RSA public key: {e}"))
-        })?;
+        let jwk = self
+            .report
+            .ak_pub()
+            .map_err(|e| AttestError::Malformed(format!("HCL variable data has no usable HCLAkPub: {e}")))?;
+        let public = jwk
+            .key
+            .to_public()
+            .ok_or_else(|| AttestError::Unsupported("HCLAkPub is a symmetric key, expected RSA".into()))?;
+        let spki = public.try_to_der().map_err(|e| AttestError::Malformed(format!("HCLAkPub: {e}")))?;
+        let ak = RsaPublicKey::from_public_key_der(&spki)
+            .map_err(|e| AttestError::Unsupported(format!("HCLAkPub is not a usable RSA public key: {e}")))?;
         if ak.n().bits() < MIN_AK_BITS {
             return Err(AttestError::Unsupported(format!(
                 "HCLAkPub is a {}-bit RSA key; at least {MIN_AK_BITS} bits required",
@@ -202,13 +192,9 @@ pub fn quote_body(quote: &[u8]) -> Result<&[u8; TD_QUOTE_BODY_LEN]> {
         .get(..2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))
         .ok_or_else(|| AttestError::Malformed("TD quote is empty".into()))?;
-    let tee_type = quote
-        .get(4..8)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let tee_type = quote.get(4..8).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
     if tee_type != Some(0x81) {
-        return Err(AttestError::Malformed(format!(
-            "TD quote header tee_type is {tee_type:x?}, expected 0x81 (TDX)"
-        )));
+        return Err(AttestError::Malformed(format!("TD quote header tee_type is {tee_type:x?}, expected 0x81 (TDX)")));
     }
     let start = match version {
         4 => 48,
@@ -223,11 +209,7 @@ pub fn quote_body(quote: &[u8]) -> Result<&[u8; TD_QUOTE_BODY_LEN]> {
                 }
             }
         }
-        v => {
-            return Err(AttestError::Unsupported(format!(
-                "TD quote version {v}; expected 4 or 5 (binary quote)"
-            )))
-        }
+        v => return Err(AttestError::Unsupported(format!("TD quote version {v}; expected 4 or 5 (binary quote)"))),
     };
     quote
         .get(start..start + TD_QUOTE_BODY_LEN)
@@ -275,10 +257,7 @@ mod tests {
         // Inside the JSON variable data (starts at 1236).
         h[1300] ^= 1;
         let e = bind(&h, QUOTE).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("variable data")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("variable data")), "{e}");
     }
 
     #[test]
@@ -287,34 +266,22 @@ mod tests {
         let mut h = HCL.to_vec();
         h[32 + 512 + 16] ^= 1;
         let e = bind(&h, QUOTE).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("mrtd")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("mrtd")), "{e}");
         // RTMR2.
         let mut h = HCL.to_vec();
         h[32 + 512 + 208 + 96] ^= 1;
         let e = bind(&h, QUOTE).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("rtmr2")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("rtmr2")), "{e}");
         // tee_tcb_svn inside TEE_TCB_INFO.
         let mut h = HCL.to_vec();
         h[32 + 256 + 8] ^= 1;
         let e = bind(&h, QUOTE).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("tee_tcb_svn")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("tee_tcb_svn")), "{e}");
         // Quote body side: td_attributes.
         let mut q = QUOTE.to_vec();
         q[48 + 120] ^= 1;
         let e = bind(HCL, &q).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("td_attributes")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("td_attributes")), "{e}");
     }
 
     #[test]
@@ -323,31 +290,19 @@ mod tests {
         assert!(matches!(e, AttestError::Malformed(_)), "{e}");
         let mut h = HCL.to_vec();
         h[0] = b'X';
-        assert!(matches!(
-            HclBinding::parse(&h),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(HclBinding::parse(&h), Err(AttestError::Malformed(_))));
         // SNP report type.
         let mut h = HCL.to_vec();
         h[1216 + 8] = 2;
-        assert!(matches!(
-            HclBinding::parse(&h),
-            Err(AttestError::WrongTee { .. })
-        ));
+        assert!(matches!(HclBinding::parse(&h), Err(AttestError::WrongTee { .. })));
         // SHA-384 var-data hash: az-cvm-vtpm would panic; we refuse.
         let mut h = HCL.to_vec();
         h[HASH_TYPE_OFFSET] = 2;
-        assert!(matches!(
-            HclBinding::parse(&h),
-            Err(AttestError::Unsupported(_))
-        ));
+        assert!(matches!(HclBinding::parse(&h), Err(AttestError::Unsupported(_))));
         // var_data_size beyond the buffer.
         let mut h = HCL.to_vec();
         h[1216 + 16..1216 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            HclBinding::parse(&h),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(HclBinding::parse(&h), Err(AttestError::Malformed(_))));
         // var data that is not JSON: parses, binding would fail, AK extraction errors.
         let mut h = HCL.to_vec();
         h[1236] = b'!';
@@ -377,10 +332,7 @@ mod tests {
     #[test]
     fn quote_body_errors() {
         assert!(matches!(quote_body(&[]), Err(AttestError::Malformed(_))));
-        assert!(matches!(
-            quote_body(&QUOTE[..600]),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(quote_body(&QUOTE[..600]), Err(AttestError::Malformed(_))));
         let mut q = QUOTE.to_vec();
         q[0] = 3;
         assert!(matches!(quote_body(&q), Err(AttestError::Unsupported(_))));

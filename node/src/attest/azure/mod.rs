@@ -112,18 +112,13 @@ pub fn verify_parts_detailed(
     // Azure's nonce lives in the vTPM quote, not in the TD's report_data
     // (which carries the HCL variable-data hash), so the TD quote is verified
     // without it.
-    let td_opts = VerifyOptions {
-        expected_nonce: None,
-        ..opts.clone()
-    };
+    let td_opts = VerifyOptions { expected_nonce: None, ..opts.clone() };
     let mut claims = tdx.verify(parts.td_quote, collateral, &td_opts)?;
 
     let body = hcl::quote_body(parts.td_quote)?;
     // The verifier and our body parse must agree on what was signed.
     if claims.td.report_data[..] != body[520..584] || claims.td.mrtd[..] != body[136..184] {
-        return Err(AttestError::Malformed(
-            "TD quote body parsed inconsistently (is the quote raw binary?)".into(),
-        ));
+        return Err(AttestError::Malformed("TD quote body parsed inconsistently (is the quote raw binary?)".into()));
     }
     let hcl = hcl::HclBinding::parse(parts.hcl_report)?;
     hcl.check_quote_body(body)?;
@@ -143,10 +138,5 @@ pub fn verify_parts_detailed(
 
     claims.tee = TeeKind::AzTdxVtpm;
     claims.pcrs = tpm.pcrs;
-    Ok(AzureVerified {
-        claims,
-        tpm_nonce: tpm.info.extra_data,
-        hcl_var_data: hcl.var_data().to_vec(),
-        ak_cert_subject,
-    })
+    Ok(AzureVerified { claims, tpm_nonce: tpm.info.extra_data, hcl_var_data: hcl.var_data().to_vec(), ak_cert_subject })
 }

@@ -9,11 +9,7 @@ use crate::attest::TcbStatus;
 
 macro_rules! data {
     ($p:literal) => {
-        include_bytes!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/data/attestation/",
-            $p
-        ))
+        include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/data/attestation/", $p))
     };
 }
 
@@ -42,18 +38,12 @@ fn a1_opts() -> VerifyOptions {
 }
 
 fn a2_opts() -> VerifyOptions {
-    VerifyOptions {
-        expected_nonce: Some(vec![0u8; 32]),
-        ..VerifyOptions::at(A2_NOW)
-    }
+    VerifyOptions { expected_nonce: Some(vec![0u8; 32]), ..VerifyOptions::at(A2_NOW) }
 }
 
 fn roots() -> AzureTrust {
     AzureTrust {
-        ak_roots: vec![
-            pem_to_der(ROOT_2023).unwrap(),
-            pem_to_der(ROOT_2021).unwrap(),
-        ],
+        ak_roots: vec![pem_to_der(ROOT_2023).unwrap(), pem_to_der(ROOT_2021).unwrap()],
         ak_intermediates: vec![],
     }
 }
@@ -88,24 +78,12 @@ impl A2 {
         }
         let doc: Doc = serde_yaml::from_slice(A2_YAML).unwrap();
         let b64url = |s: &str| {
-            let s: String = s
-                .chars()
-                .filter(|c| !c.is_whitespace() && *c != '=')
-                .collect();
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(s)
-                .unwrap()
+            let s: String = s.chars().filter(|c| !c.is_whitespace() && *c != '=').collect();
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).unwrap()
         };
         let pem = &doc.tpm_attestation.ak_certificate_pem;
-        let raw: String = pem
-            .lines()
-            .filter(|l| !l.starts_with("-----"))
-            .flat_map(|l| l.trim().chars())
-            .collect();
-        let raw_len = base64::engine::general_purpose::STANDARD
-            .decode(raw)
-            .unwrap()
-            .len();
+        let raw: String = pem.lines().filter(|l| !l.starts_with("-----")).flat_map(|l| l.trim().chars()).collect();
+        let raw_len = base64::engine::general_purpose::STANDARD.decode(raw).unwrap().len();
         let q = doc.tpm_attestation.quote;
         A2 {
             hcl_report: b64url(&doc.hcl_report_base64),
@@ -113,11 +91,7 @@ impl A2 {
             tpm_quote: TpmQuote {
                 signature: q.signature,
                 message: q.message,
-                pcrs: q
-                    .pcrs
-                    .iter()
-                    .map(|p| <[u8; 32]>::try_from(p.as_slice()).unwrap())
-                    .collect(),
+                pcrs: q.pcrs.iter().map(|p| <[u8; 32]>::try_from(p.as_slice()).unwrap()).collect(),
             },
             ak_cert_der: pem_to_der(pem).unwrap(),
             ak_cert_pem_raw_len: raw_len,
@@ -142,26 +116,15 @@ fn a2_pieces_bind_without_tdx() {
     assert_eq!(a2.ak_cert_pem_raw_len, 4096);
     assert_eq!(a2.ak_cert_der.len(), 1009);
     let h = hcl::HclBinding::parse(&a2.hcl_report).unwrap();
-    h.check_quote_body(hcl::quote_body(&a2.td_quote).unwrap())
-        .unwrap();
-    assert_eq!(
-        hex::encode(h.var_data_sha256()),
-        "bec74f5e38c26779cd35ba5083560117b3701d3efef229156ec2ec59ecae880e"
-    );
+    h.check_quote_body(hcl::quote_body(&a2.td_quote).unwrap()).unwrap();
+    assert_eq!(hex::encode(h.var_data_sha256()), "bec74f5e38c26779cd35ba5083560117b3701d3efef229156ec2ec59ecae880e");
     let ak = h.ak_pub().unwrap();
     let v = tpm::verify_quote(&a2.tpm_quote, &ak, Some(&[0u8; 32])).unwrap();
     assert_eq!(v.pcrs.len(), 24);
-    assert_eq!(
-        hex::encode(v.info.pcr_digest),
-        "49eb0c256e9a542f56c6c90840f135d9bcc4798c1b05a20a286e6ede4af9a876"
-    );
+    assert_eq!(hex::encode(v.info.pcr_digest), "49eb0c256e9a542f56c6c90840f135d9bcc4798c1b05a20a286e6ede4af9a876");
     // AK certificate carries HCLAkPub; without roots it is not chained.
-    let subject =
-        akcert::verify_ak_cert(&a2.ak_cert_der, &ak, &AzureTrust::default(), A2_NOW).unwrap();
-    assert!(
-        subject.contains("353c6d9a70bc.ConfidentialVM.Azure.windows.net"),
-        "{subject}"
-    );
+    let subject = akcert::verify_ak_cert(&a2.ak_cert_der, &ak, &AzureTrust::default(), A2_NOW).unwrap();
+    assert!(subject.contains("353c6d9a70bc.ConfidentialVM.Azure.windows.net"), "{subject}");
     // The padded form is accepted too (trimmed by ASN.1 length).
     let mut padded = a2.ak_cert_der.clone();
     padded.resize(4096, 0);
@@ -171,10 +134,7 @@ fn a2_pieces_bind_without_tdx() {
 #[test]
 fn a2_ak_chain_to_configured_roots_names_missing_issuer() {
     let a2 = A2::load();
-    let ak = hcl::HclBinding::parse(&a2.hcl_report)
-        .unwrap()
-        .ak_pub()
-        .unwrap();
+    let ak = hcl::HclBinding::parse(&a2.hcl_report).unwrap().ak_pub().unwrap();
     let e = akcert::verify_ak_cert(&a2.ak_cert_der, &ak, &roots(), A2_NOW).unwrap_err();
     match e {
         AttestError::CertChain(m) => assert!(m.contains("Global Virtual TPM CA - 03"), "{m}"),
@@ -182,26 +142,16 @@ fn a2_ak_chain_to_configured_roots_names_missing_issuer() {
     }
     // Outside the AK certificate's validity (2025-12-01..2026-11-30).
     let e = akcert::verify_ak_cert(&a2.ak_cert_der, &ak, &roots(), 1_700_000_000).unwrap_err();
-    assert!(
-        matches!(e, AttestError::CertChain(ref m) if m.contains("not at the verification time")),
-        "{e}"
-    );
+    assert!(matches!(e, AttestError::CertChain(ref m) if m.contains("not at the verification time")), "{e}");
 }
 
 #[test]
 fn ak_cert_for_another_key_is_binding_error() {
     let a2 = A2::load();
     let a1 = parse_coco_json(A1_V1).unwrap();
-    let a1_ak = hcl::HclBinding::parse(&a1.hcl_report)
-        .unwrap()
-        .ak_pub()
-        .unwrap();
-    let e = akcert::verify_ak_cert(&a2.ak_cert_der, &a1_ak, &AzureTrust::default(), A2_NOW)
-        .unwrap_err();
-    assert!(
-        matches!(e, AttestError::Binding(ref m) if m.contains("HCLAkPub")),
-        "{e}"
-    );
+    let a1_ak = hcl::HclBinding::parse(&a1.hcl_report).unwrap().ak_pub().unwrap();
+    let e = akcert::verify_ak_cert(&a2.ak_cert_der, &a1_ak, &AzureTrust::default(), A2_NOW).unwrap_err();
+    assert!(matches!(e, AttestError::Binding(ref m) if m.contains("HCLAkPub")), "{e}");
 }
 
 #[test]
@@ -212,34 +162,19 @@ fn chain_logic_on_self_signed_roots() {
     // exercises signature (SHA-384), name matching and time checks on real certs.
     let root = pem_to_der(ROOT_2023).unwrap();
     let cert = x509_cert::Certificate::from_der(&root).unwrap();
-    let key = rsa::RsaPublicKey::from_public_key_der(
-        &cert
-            .tbs_certificate
-            .subject_public_key_info
-            .to_der()
-            .unwrap(),
-    )
-    .unwrap();
+    let key = rsa::RsaPublicKey::from_public_key_der(&cert.tbs_certificate.subject_public_key_info.to_der().unwrap())
+        .unwrap();
     akcert::verify_ak_cert(&root, &key, &roots(), A2_NOW).unwrap();
     // Only the other root configured: issuer unknown.
-    let other = AzureTrust {
-        ak_roots: vec![pem_to_der(ROOT_2021).unwrap()],
-        ak_intermediates: vec![],
-    };
+    let other = AzureTrust { ak_roots: vec![pem_to_der(ROOT_2021).unwrap()], ak_intermediates: vec![] };
     let e = akcert::verify_ak_cert(&root, &key, &other, A2_NOW).unwrap_err();
-    assert!(
-        matches!(e, AttestError::CertChain(ref m) if m.contains("Azure Virtual TPM Root")),
-        "{e}"
-    );
+    assert!(matches!(e, AttestError::CertChain(ref m) if m.contains("Azure Virtual TPM Root")), "{e}");
     // Signature flipped: the name matches but the signature does not verify.
     let mut bad = root.clone();
     let n = bad.len();
     bad[n - 5] ^= 1;
     let e = akcert::verify_ak_cert(&bad, &key, &roots(), A2_NOW).unwrap_err();
-    assert!(
-        matches!(e, AttestError::CertChain(ref m) if m.contains("does not verify")),
-        "{e}"
-    );
+    assert!(matches!(e, AttestError::CertChain(ref m) if m.contains("does not verify")), "{e}");
     // Root not yet valid (2023-06-01).
     let e = akcert::verify_ak_cert(&root, &key, &roots(), 1_600_000_000).unwrap_err();
     assert!(matches!(e, AttestError::CertChain(_)), "{e}");
@@ -253,18 +188,12 @@ fn der_trimming() {
     assert_eq!(trim_der(&padded).unwrap(), &a2.ak_cert_der[..]);
     padded[2000] = 1;
     assert!(matches!(trim_der(&padded), Err(AttestError::Malformed(_))));
-    assert!(matches!(
-        trim_der(&a2.ak_cert_der[..500]),
-        Err(AttestError::Malformed(_))
-    ));
+    assert!(matches!(trim_der(&a2.ak_cert_der[..500]), Err(AttestError::Malformed(_))));
     assert!(trim_der(&[]).is_err());
     assert!(trim_der(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]).is_err());
     assert!(pem_to_der("not pem").is_err());
     // Garbage certificates never panic.
-    let ak = hcl::HclBinding::parse(&a2.hcl_report)
-        .unwrap()
-        .ak_pub()
-        .unwrap();
+    let ak = hcl::HclBinding::parse(&a2.hcl_report).unwrap().ak_pub().unwrap();
     for i in (0..a2.ak_cert_der.len()).step_by(5) {
         let mut c = a2.ak_cert_der.clone();
         c[i] ^= 0x5a;
@@ -287,10 +216,7 @@ fn a1_v1_verifies_end_to_end() {
     assert_eq!(c.tcb_status, TcbStatus::OutOfDate);
     assert_eq!(c.fmspc, Some([0x00, 0x80, 0x6f, 0x05, 0x00, 0x00]));
     assert_eq!(c.pcrs.len(), 24);
-    assert_eq!(
-        hex::encode(c.pcrs[&0]),
-        "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273"
-    );
+    assert_eq!(hex::encode(c.pcrs[&0]), "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273");
     assert_eq!(
         hex::encode(&c.td.report_data[..32]),
         "9734504f161d104c74e3165c15f779b06a9bb40dfa71937817d7eee68e593839"
@@ -308,10 +234,7 @@ fn a1_v0_verifies_to_same_claims() {
     let c1 = verify_a1(A1_V1, &a1_opts(), &AzureTrust::default()).unwrap();
     assert_eq!(c0, c1);
     // No nonce asked for: verifies, nonce exposed.
-    let opts = VerifyOptions {
-        expected_nonce: None,
-        ..a1_opts()
-    };
+    let opts = VerifyOptions { expected_nonce: None, ..a1_opts() };
     let ev = parse_coco_json(A1_V0).unwrap();
     let parts = AzureEvidenceParts {
         hcl_report: &ev.hcl_report,
@@ -320,14 +243,7 @@ fn a1_v0_verifies_to_same_claims() {
         ak_cert_der: None,
     };
     let collateral = Collateral::from_json(A1_COLLATERAL).unwrap();
-    let v = verify_parts_detailed(
-        &parts,
-        &TdxVerifier::intel(),
-        &collateral,
-        &AzureTrust::default(),
-        &opts,
-    )
-    .unwrap();
+    let v = verify_parts_detailed(&parts, &TdxVerifier::intel(), &collateral, &AzureTrust::default(), &opts).unwrap();
     assert_eq!(v.tpm_nonce, b"challenge");
     assert_eq!(v.claims, c0);
     assert!(v.hcl_var_data.starts_with(b"{\"keys\""));
@@ -335,10 +251,7 @@ fn a1_v0_verifies_to_same_claims() {
 
 #[test]
 fn a1_strict_defaults_fail_on_sept_ve_disable() {
-    let opts = VerifyOptions {
-        expected_nonce: Some(b"challenge".to_vec()),
-        ..VerifyOptions::at(A1_NOW)
-    };
+    let opts = VerifyOptions { expected_nonce: Some(b"challenge".to_vec()), ..VerifyOptions::at(A1_NOW) };
     let e = verify_a1(A1_V1, &opts, &AzureTrust::default()).unwrap_err();
     assert!(matches!(e, AttestError::Attributes(_)), "{e:?}");
 }
@@ -346,27 +259,16 @@ fn a1_strict_defaults_fail_on_sept_ve_disable() {
 #[test]
 fn a1_end_to_end_negatives() {
     // Wrong nonce.
-    let opts = VerifyOptions {
-        expected_nonce: Some(b"other".to_vec()),
-        ..a1_opts()
-    };
+    let opts = VerifyOptions { expected_nonce: Some(b"other".to_vec()), ..a1_opts() };
     let e = verify_a1(A1_V1, &opts, &AzureTrust::default()).unwrap_err();
     assert!(matches!(e, AttestError::Binding(_)), "{e:?}");
     // Roots configured but CoCo evidence has no AK certificate.
     let e = verify_a1(A1_V1, &a1_opts(), &roots()).unwrap_err();
-    assert!(
-        matches!(e, AttestError::CertChain(ref m) if m.contains("no AK certificate")),
-        "{e:?}"
-    );
+    assert!(matches!(e, AttestError::CertChain(ref m) if m.contains("no AK certificate")), "{e:?}");
     // Tampered PCR through the JSON.
     let mut v: serde_json::Value = serde_json::from_slice(A1_V1).unwrap();
     v["tpm_quote"]["pcrs"][4] = hex::encode([0u8; 32]).into();
-    let e = verify_a1(
-        &serde_json::to_vec(&v).unwrap(),
-        &a1_opts(),
-        &AzureTrust::default(),
-    )
-    .unwrap_err();
+    let e = verify_a1(&serde_json::to_vec(&v).unwrap(), &a1_opts(), &AzureTrust::default()).unwrap_err();
     assert!(matches!(e, AttestError::Binding(_)), "{e:?}");
     // Tampered HCL var data: re-encode the HCL report.
     let mut ev = parse_coco_json(A1_V1).unwrap();
@@ -378,24 +280,12 @@ fn a1_end_to_end_negatives() {
         ak_cert_der: None,
     };
     let collateral = Collateral::from_json(A1_COLLATERAL).unwrap();
-    let e = verify_parts(
-        &parts,
-        &TdxVerifier::intel(),
-        &collateral,
-        &AzureTrust::default(),
-        &a1_opts(),
-    )
-    .unwrap_err();
+    let e = verify_parts(&parts, &TdxVerifier::intel(), &collateral, &AzureTrust::default(), &a1_opts()).unwrap_err();
     assert!(matches!(e, AttestError::Binding(_)), "{e:?}");
     // Unsupported version.
     let mut v: serde_json::Value = serde_json::from_slice(A1_V1).unwrap();
     v["version"] = 7.into();
-    let e = verify_a1(
-        &serde_json::to_vec(&v).unwrap(),
-        &a1_opts(),
-        &AzureTrust::default(),
-    )
-    .unwrap_err();
+    let e = verify_a1(&serde_json::to_vec(&v).unwrap(), &a1_opts(), &AzureTrust::default()).unwrap_err();
     assert!(matches!(e, AttestError::Unsupported(_)), "{e:?}");
 }
 
@@ -403,22 +293,13 @@ fn a1_end_to_end_negatives() {
 fn a2_verifies_without_roots() {
     let a2 = A2::load();
     let collateral = Collateral::from_json(A2_COLLATERAL).unwrap();
-    let v = verify_parts_detailed(
-        &a2.parts(),
-        &TdxVerifier::intel(),
-        &collateral,
-        &AzureTrust::default(),
-        &a2_opts(),
-    )
-    .unwrap();
+    let v = verify_parts_detailed(&a2.parts(), &TdxVerifier::intel(), &collateral, &AzureTrust::default(), &a2_opts())
+        .unwrap();
     let c = &v.claims;
     assert_eq!(c.tee, TeeKind::AzTdxVtpm);
     assert_eq!(c.tcb_status, TcbStatus::UpToDate);
     assert_eq!(c.pcrs.len(), 24);
-    assert_eq!(
-        hex::encode(c.pcrs[&0]),
-        "561f6f2ff90bf46e5f01b8d7c1bf960c2d64b6483325f18d78217c84630fd353"
-    );
+    assert_eq!(hex::encode(c.pcrs[&0]), "561f6f2ff90bf46e5f01b8d7c1bf960c2d64b6483325f18d78217c84630fd353");
     assert_eq!(c.pcrs[&17], [0xff; 32]);
     assert_eq!(
         hex::encode(c.td.mrtd),
@@ -427,14 +308,7 @@ fn a2_verifies_without_roots() {
     assert_eq!(v.tpm_nonce, vec![0u8; 32]);
     assert!(v.ak_cert_subject.unwrap().contains("353c6d9a70bc"));
     // Same result through verify_parts.
-    let c2 = verify_parts(
-        &a2.parts(),
-        &TdxVerifier::intel(),
-        &collateral,
-        &AzureTrust::default(),
-        &a2_opts(),
-    )
-    .unwrap();
+    let c2 = verify_parts(&a2.parts(), &TdxVerifier::intel(), &collateral, &AzureTrust::default(), &a2_opts()).unwrap();
     assert_eq!(&c2, c);
 }
 
@@ -442,14 +316,7 @@ fn a2_verifies_without_roots() {
 fn a2_with_azure_roots_fails_on_missing_intermediate() {
     let a2 = A2::load();
     let collateral = Collateral::from_json(A2_COLLATERAL).unwrap();
-    let e = verify_parts(
-        &a2.parts(),
-        &TdxVerifier::intel(),
-        &collateral,
-        &roots(),
-        &a2_opts(),
-    )
-    .unwrap_err();
+    let e = verify_parts(&a2.parts(), &TdxVerifier::intel(), &collateral, &roots(), &a2_opts()).unwrap_err();
     match e {
         AttestError::CertChain(m) => {
             assert!(m.contains("Global Virtual TPM CA - 03"), "{m}");
@@ -482,10 +349,7 @@ fn a2_end_to_end_negatives() {
     let e = verify_parts(&parts, &tdx, &collateral, &none, &a2_opts()).unwrap_err();
     assert!(matches!(e, AttestError::Signature(_)), "{e:?}");
     // Nonce "challenge" expected, quote has zeros.
-    let opts = VerifyOptions {
-        expected_nonce: Some(b"challenge".to_vec()),
-        ..a2_opts()
-    };
+    let opts = VerifyOptions { expected_nonce: Some(b"challenge".to_vec()), ..a2_opts() };
     let e = verify_parts(&a2.parts(), &tdx, &collateral, &none, &opts).unwrap_err();
     assert!(matches!(e, AttestError::Binding(_)), "{e:?}");
 }

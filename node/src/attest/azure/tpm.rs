@@ -75,17 +75,13 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| {
-                AttestError::Malformed(format!(
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+            AttestError::Malformed(format!(
                 "TPM quote message truncated reading {what}: need {n} bytes at offset {}, have {}",
                 self.pos,
                 self.buf.len().saturating_sub(self.pos)
             ))
-            })?;
+        })?;
         let s = &self.buf[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -116,10 +112,7 @@ impl<'a> Cursor<'a> {
 
 /// Parse a `TPMS_ATTEST` quote. Only the SHA-256 PCR bank is supported.
 pub fn parse_quote_info(message: &[u8]) -> Result<QuoteInfo> {
-    let mut c = Cursor {
-        buf: message,
-        pos: 0,
-    };
+    let mut c = Cursor { buf: message, pos: 0 };
     let magic = c.u32("magic")?;
     if magic != TPM_GENERATED_VALUE {
         return Err(AttestError::Malformed(format!(
@@ -147,20 +140,14 @@ pub fn parse_quote_info(message: &[u8]) -> Result<QuoteInfo> {
         safe: match c.u8("clockInfo.safe")? {
             0 => false,
             1 => true,
-            v => {
-                return Err(AttestError::Malformed(format!(
-                    "TPM quote clockInfo.safe is {v}, expected 0 or 1"
-                )))
-            }
+            v => return Err(AttestError::Malformed(format!("TPM quote clockInfo.safe is {v}, expected 0 or 1"))),
         },
     };
     let firmware_version = c.u64("firmwareVersion")?;
 
     let count = c.u32("pcrSelect.count")?;
     if count == 0 {
-        return Err(AttestError::Unsupported(
-            "TPM quote selects no PCRs, so it attests nothing".into(),
-        ));
+        return Err(AttestError::Unsupported("TPM quote selects no PCRs, so it attests nothing".into()));
     }
     if count > MAX_SELECTIONS {
         return Err(AttestError::Malformed(format!(
@@ -198,14 +185,7 @@ pub fn parse_quote_info(message: &[u8]) -> Result<QuoteInfo> {
             message.len() - c.pos
         )));
     }
-    Ok(QuoteInfo {
-        qualified_signer,
-        extra_data,
-        clock_info,
-        firmware_version,
-        selected_pcrs,
-        pcr_digest,
-    })
+    Ok(QuoteInfo { qualified_signer, extra_data, clock_info, firmware_version, selected_pcrs, pcr_digest })
 }
 
 /// What a verified vTPM quote establishes.
@@ -220,22 +200,16 @@ pub struct VerifiedTpmQuote {
 /// the nonce in `extraData` (when `expected_nonce` is given), and that the
 /// supplied PCR values hash to the signed `pcrDigest`.
 #[tracing::instrument(skip_all)]
-pub fn verify_quote(
-    quote: &TpmQuote,
-    ak: &RsaPublicKey,
-    expected_nonce: Option<&[u8]>,
-) -> Result<VerifiedTpmQuote> {
+pub fn verify_quote(quote: &TpmQuote, ak: &RsaPublicKey, expected_nonce: Option<&[u8]>) -> Result<VerifiedTpmQuote> {
     // Signature first: nothing in `message` is trusted before it verifies.
-    let sig = Signature::try_from(quote.signature.as_slice()).map_err(|e| {
-        AttestError::Signature(format!("vTPM quote signature is not an RSA signature: {e}"))
+    let sig = Signature::try_from(quote.signature.as_slice())
+        .map_err(|e| AttestError::Signature(format!("vTPM quote signature is not an RSA signature: {e}")))?;
+    VerifyingKey::<Sha256>::new(ak.clone()).verify(&quote.message, &sig).map_err(|_| {
+        AttestError::Signature(
+            "vTPM quote signature does not verify under the HCL attestation key (HCLAkPub), RSASSA-PKCS1-v1_5 SHA-256"
+                .into(),
+        )
     })?;
-    VerifyingKey::<Sha256>::new(ak.clone())
-        .verify(&quote.message, &sig)
-        .map_err(|_| {
-            AttestError::Signature(
-                "vTPM quote signature does not verify under the HCL attestation key (HCLAkPub), RSASSA-PKCS1-v1_5 SHA-256".into(),
-            )
-        })?;
 
     let info = parse_quote_info(&quote.message)?;
 
@@ -306,10 +280,7 @@ mod tests {
         let (q, ak) = a1();
         let v = verify_quote(&q, &ak, Some(b"challenge")).unwrap();
         assert_eq!(v.pcrs.len(), 24);
-        assert_eq!(
-            hex::encode(v.pcrs[&0]),
-            "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273"
-        );
+        assert_eq!(hex::encode(v.pcrs[&0]), "782b20b10f55cc46e2142cc2145d548698073e5beb82752c8d7f9279f0d8a273");
         // No nonce requested: still verifies, nonce exposed.
         let v = verify_quote(&q, &ak, None).unwrap();
         assert_eq!(v.info.extra_data, b"challenge");
@@ -319,16 +290,10 @@ mod tests {
     fn flipped_signature_byte_is_signature_error() {
         let (mut q, ak) = a1();
         q.signature[100] ^= 1;
-        assert!(matches!(
-            verify_quote(&q, &ak, None),
-            Err(AttestError::Signature(_))
-        ));
+        assert!(matches!(verify_quote(&q, &ak, None), Err(AttestError::Signature(_))));
         let (mut q, ak) = a1();
         q.signature.pop();
-        assert!(matches!(
-            verify_quote(&q, &ak, None),
-            Err(AttestError::Signature(_))
-        ));
+        assert!(matches!(verify_quote(&q, &ak, None), Err(AttestError::Signature(_))));
     }
 
     #[test]
@@ -336,20 +301,14 @@ mod tests {
         let (mut q, ak) = a1();
         let n = q.message.len();
         q.message[n - 1] ^= 1;
-        assert!(matches!(
-            verify_quote(&q, &ak, None),
-            Err(AttestError::Signature(_))
-        ));
+        assert!(matches!(verify_quote(&q, &ak, None), Err(AttestError::Signature(_))));
     }
 
     #[test]
     fn wrong_nonce_is_binding_error() {
         let (q, ak) = a1();
         let e = verify_quote(&q, &ak, Some(b"challengf")).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("nonce")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("nonce")), "{e}");
         let e = verify_quote(&q, &ak, Some(&[0u8; 32])).unwrap_err();
         assert!(matches!(e, AttestError::Binding(_)), "{e}");
     }
@@ -359,34 +318,22 @@ mod tests {
         let (mut q, ak) = a1();
         q.pcrs[7][0] ^= 0x80;
         let e = verify_quote(&q, &ak, Some(b"challenge")).unwrap_err();
-        assert!(
-            matches!(e, AttestError::Binding(ref m) if m.contains("PCR")),
-            "{e}"
-        );
+        assert!(matches!(e, AttestError::Binding(ref m) if m.contains("PCR")), "{e}");
         // Missing PCR values.
         let (mut q, ak) = a1();
         q.pcrs.truncate(23);
-        assert!(matches!(
-            verify_quote(&q, &ak, None),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(verify_quote(&q, &ak, None), Err(AttestError::Malformed(_))));
     }
 
     #[test]
     fn truncated_and_garbage_messages_never_panic() {
         let (q, _) = a1();
         for n in 0..q.message.len() {
-            assert!(
-                parse_quote_info(&q.message[..n]).is_err(),
-                "prefix {n} parsed"
-            );
+            assert!(parse_quote_info(&q.message[..n]).is_err(), "prefix {n} parsed");
         }
         let mut longer = q.message.clone();
         longer.push(0);
-        assert!(matches!(
-            parse_quote_info(&longer),
-            Err(AttestError::Malformed(_))
-        ));
+        assert!(matches!(parse_quote_info(&longer), Err(AttestError::Malformed(_))));
         // Deterministic pseudo-random garbage, with the header kept to reach deeper fields.
         let mut x: u32 = 0x1234_5678;
         for round in 0..4000 {
@@ -423,9 +370,6 @@ mod tests {
         let mut m = q.message.clone();
         assert_eq!(&m[off..off + 2], &[0x00, 0x0b]);
         m[off + 1] = 0x04; // TPM_ALG_SHA1
-        assert!(matches!(
-            parse_quote_info(&m),
-            Err(AttestError::Unsupported(_))
-        ));
+        assert!(matches!(parse_quote_info(&m), Err(AttestError::Unsupported(_))));
     }
 }

@@ -21,10 +21,7 @@ struct Inner<V> {
 
 impl<V> Cache<V> {
     pub fn new(capacity: usize) -> Self {
-        Cache {
-            inner: Mutex::new(Inner { map: HashMap::new(), order: VecDeque::new() }),
-            capacity: capacity.max(1),
-        }
+        Cache { inner: Mutex::new(Inner { map: HashMap::new(), order: VecDeque::new() }), capacity: capacity.max(1) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner<V>> {

@@ -21,8 +21,7 @@ use crate::attest::{AttestError, Result};
 pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
 
 /// Intel's PKI uses ECDSA P-256 with SHA-256 throughout; accept nothing else.
-pub(super) const SIG_ALG: &dyn rustls_pki_types::SignatureVerificationAlgorithm =
-    webpki::ring::ECDSA_P256_SHA256;
+pub(super) const SIG_ALG: &dyn rustls_pki_types::SignatureVerificationAlgorithm = webpki::ring::ECDSA_P256_SHA256;
 
 /// Intel collateral for one platform family (FMSPC), as fetched from PCS/PCCS.
 #[derive(Debug, Clone)]
@@ -101,11 +100,7 @@ impl Window {
         let cert = x509_cert::Certificate::from_der(der)
             .map_err(|e| AttestError::Collateral(format!("{what}: not a DER certificate: {e}")))?;
         let v = &cert.tbs_certificate.validity;
-        self.add(
-            what,
-            v.not_before.to_unix_duration().as_secs(),
-            v.not_after.to_unix_duration().as_secs(),
-        );
+        self.add(what, v.not_before.to_unix_duration().as_secs(), v.not_after.to_unix_duration().as_secs());
         Ok(())
     }
 
@@ -196,8 +191,8 @@ impl VerifiedCollateral {
 
         // Dates first: they only ever reject, and a stale bundle is the common
         // failure, so say so before reporting anything else.
-        let tcb_info: TcbInfo = serde_json::from_str(&c.tcb_info)
-            .map_err(|e| AttestError::Collateral(format!("TCB info JSON: {e}")))?;
+        let tcb_info: TcbInfo =
+            serde_json::from_str(&c.tcb_info).map_err(|e| AttestError::Collateral(format!("TCB info JSON: {e}")))?;
         let qe_identity: QeIdentity = serde_json::from_str(&c.qe_identity)
             .map_err(|e| AttestError::Collateral(format!("QE identity JSON: {e}")))?;
         let tcb_chain = pem_certs(c.tcb_info_issuer_chain.as_bytes(), "TCB info issuer chain")?;
@@ -226,13 +221,9 @@ impl VerifiedCollateral {
 
         let time = unix_time(now);
         let crls: [CertRevocationList<'static>; 2] = [
-            OwnedCertRevocationList::from_der_verified(
-                &c.root_ca_crl,
-                &anchor.subject_public_key_info,
-                &[SIG_ALG],
-            )
-            .map_err(|e| AttestError::Collateral(format!("root CA CRL: {e}")))?
-            .into(),
+            OwnedCertRevocationList::from_der_verified(&c.root_ca_crl, &anchor.subject_public_key_info, &[SIG_ALG])
+                .map_err(|e| AttestError::Collateral(format!("root CA CRL: {e}")))?
+                .into(),
             OwnedCertRevocationList::from_der(&c.pck_crl)
                 .map_err(|e| AttestError::Collateral(format!("PCK CRL: {e}")))?
                 .into(),
@@ -241,15 +232,7 @@ impl VerifiedCollateral {
         webpki::check_single_cert_revocation(root.der(), &crl_refs, &[SIG_ALG], time)
             .map_err(|e| webpki_error("Intel root CA revocation check", e))?;
 
-        verify_signed_json(
-            "TCB info",
-            &tcb_chain,
-            c.tcb_info.as_bytes(),
-            &c.tcb_info_signature,
-            &anchor,
-            &crls,
-            time,
-        )?;
+        verify_signed_json("TCB info", &tcb_chain, c.tcb_info.as_bytes(), &c.tcb_info_signature, &anchor, &crls, time)?;
         if qe_chain != tcb_chain {
             verify_signed_json(
                 "QE identity",
@@ -262,17 +245,11 @@ impl VerifiedCollateral {
             )?;
         } else {
             let key = p256_public_key(&qe_chain[0], "QE identity signing certificate")?;
-            verify_p256(&key, c.qe_identity.as_bytes(), &c.qe_identity_signature).map_err(
-                |_| AttestError::Signature("QE identity is not signed by its issuer chain".into()),
-            )?;
+            verify_p256(&key, c.qe_identity.as_bytes(), &c.qe_identity_signature)
+                .map_err(|_| AttestError::Signature("QE identity is not signed by its issuer chain".into()))?;
         }
 
-        Ok(VerifiedCollateral {
-            levels: TcbLevels::new(tcb_info),
-            qe_identity,
-            crls,
-            window,
-        })
+        Ok(VerifiedCollateral { levels: TcbLevels::new(tcb_info), qe_identity, crls, window })
     }
 }
 
@@ -289,9 +266,7 @@ fn verify_signed_json(
 ) -> Result<()> {
     let path = verify_chain(what, chain, anchor, crls, time)?;
     if path != 1 {
-        return Err(AttestError::CertChain(format!(
-            "{what} signer must be issued directly by the root CA"
-        )));
+        return Err(AttestError::CertChain(format!("{what} signer must be issued directly by the root CA")));
     }
     let key = p256_public_key(&chain[0], &format!("{what} signing certificate"))?;
     verify_p256(&key, body, signature)
@@ -320,8 +295,8 @@ pub(super) fn verify_chain(
             intermediates.len()
         )));
     }
-    let leaf = webpki::EndEntityCert::try_from(leaf)
-        .map_err(|e| webpki_error(&format!("{what} leaf certificate"), e))?;
+    let leaf =
+        webpki::EndEntityCert::try_from(leaf).map_err(|e| webpki_error(&format!("{what} leaf certificate"), e))?;
     let crl_refs = [&crls[0], &crls[1]];
     let revocation = webpki::RevocationOptionsBuilder::new(&crl_refs)
         .map_err(|_| AttestError::Collateral("no CRLs".into()))?
@@ -351,9 +326,7 @@ pub(super) fn webpki_error(what: &str, e: webpki::Error) -> AttestError {
             AttestError::CollateralTime(format!("{what}: {e}"))
         }
         CertRevoked => AttestError::CertChain(format!("{what}: certificate is revoked by Intel's CRL")),
-        InvalidCrlSignatureForPublicKey | UnknownRevocationStatus => {
-            AttestError::Collateral(format!("{what}: {e:?}"))
-        }
+        InvalidCrlSignatureForPublicKey | UnknownRevocationStatus => AttestError::Collateral(format!("{what}: {e:?}")),
         other => AttestError::CertChain(format!("{what}: {other:?}")),
     }
 }

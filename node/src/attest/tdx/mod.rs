@@ -37,9 +37,8 @@ use collateral::verify_p256;
 
 const TEE_TYPE_TDX: u32 = 0x81;
 const TEE_TYPE_SGX: u32 = 0x00;
-const INTEL_QE_VENDOR_ID: [u8; 16] = [
-    0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07,
-];
+const INTEL_QE_VENDOR_ID: [u8; 16] =
+    [0x93, 0x9a, 0x72, 0x33, 0xf7, 0x9c, 0x4c, 0xa9, 0x94, 0x0a, 0x0d, 0xb3, 0x95, 0x7f, 0x06, 0x07];
 const ATTESTATION_KEY_ECDSA_P256: u16 = 2;
 const CERT_TYPE_PCK_CHAIN: u16 = 5;
 /// Largest quote accepted; real ones are 5–8 KiB.
@@ -81,9 +80,9 @@ impl TdxVerifier {
         };
         let td = td_report(&quote.report)?;
 
-        let vc = self.collateral.get_or_try_insert(*collateral.id(), || {
-            VerifiedCollateral::verify(collateral, &self.root, opts.now)
-        })?;
+        let vc = self
+            .collateral
+            .get_or_try_insert(*collateral.id(), || VerifiedCollateral::verify(collateral, &self.root, opts.now))?;
         vc.window.check(opts.now)?;
 
         let chain_pem: &[u8] = match &collateral.inner().pck_certificate_chain {
@@ -100,9 +99,8 @@ impl TdxVerifier {
         pck.window.check(opts.now)?;
 
         // The two checks that differ for every quote.
-        verify_p256(&pck.key, &auth.qe_report, &auth.qe_report_signature).map_err(|_| {
-            AttestError::Signature("QE report is not signed by the platform's PCK key".into())
-        })?;
+        verify_p256(&pck.key, &auth.qe_report, &auth.qe_report_signature)
+            .map_err(|_| AttestError::Signature("QE report is not signed by the platform's PCK key".into()))?;
         let qe_report = EnclaveReport::decode(&mut &auth.qe_report[..])
             .map_err(|e| AttestError::Malformed(format!("QE report: {e}")))?;
         let mut h = Sha256::new();
@@ -110,7 +108,8 @@ impl TdxVerifier {
         h.update(&auth.qe_auth_data.data);
         if h.finalize()[..] != qe_report.report_data[..32] {
             return Err(AttestError::Binding(
-                "QE report does not vouch for the quote's attestation key (report_data != SHA-256(key || auth data))".into(),
+                "QE report does not vouch for the quote's attestation key (report_data != SHA-256(key || auth data))"
+                    .into(),
             ));
         }
         let mut ak = [0x04u8; 65];
@@ -119,7 +118,9 @@ impl TdxVerifier {
             .get(..quote.signed_length())
             .ok_or_else(|| AttestError::Malformed("quote shorter than its signed part".into()))?;
         verify_p256(&ak, signed, &auth.ecdsa_signature).map_err(|_| {
-            AttestError::Signature("quote signature is invalid: the TD report was altered or not produced by this quoting enclave".into())
+            AttestError::Signature(
+                "quote signature is invalid: the TD report was altered or not produced by this quoting enclave".into(),
+            )
         })?;
 
         let tcb = tcb::appraise(
@@ -172,8 +173,7 @@ impl TdxVerifier {
         let mut h = Sha256::new();
         h.update(collateral.id());
         h.update(chain_pem);
-        self.pck
-            .get_or_try_insert(h.finalize().into(), || VerifiedPck::verify(chain_pem, vc, &self.root, now))
+        self.pck.get_or_try_insert(h.finalize().into(), || VerifiedPck::verify(chain_pem, vc, &self.root, now))
     }
 }
 
@@ -233,7 +233,9 @@ fn parse_quote(raw: &[u8]) -> Result<Quote> {
         return Err(AttestError::Malformed(format!("{} bytes after the quote", rest.len())));
     }
     if quote.header.qe_vendor_id != INTEL_QE_VENDOR_ID {
-        return Err(AttestError::Unsupported("quote is not from Intel's quoting enclave (unknown QE vendor id)".into()));
+        return Err(AttestError::Unsupported(
+            "quote is not from Intel's quoting enclave (unknown QE vendor id)".into(),
+        ));
     }
     if quote.header.attestation_key_type != ATTESTATION_KEY_ECDSA_P256 {
         return Err(AttestError::Unsupported(format!(
@@ -245,18 +247,16 @@ fn parse_quote(raw: &[u8]) -> Result<Quote> {
 }
 
 fn td_report(report: &Report) -> Result<&TDReport10> {
-    report.as_td10().ok_or_else(|| AttestError::WrongTee {
-        found: "an SGX enclave report".into(),
-        expected: "a TD report".into(),
-    })
+    report
+        .as_td10()
+        .ok_or_else(|| AttestError::WrongTee { found: "an SGX enclave report".into(), expected: "a TD report".into() })
 }
 
 /// TD attributes: debug and profiling are never acceptable; SEPT_VE_DISABLE is
 /// required unless the options relax it; service-TD binding is not supported.
 fn check_attributes(report: &Report, opts: &VerifyOptions) -> Result<()> {
     let td = td_report(report)?;
-    let a = TDAttributes::parse(td.td_attributes)
-        .map_err(|e| AttestError::Malformed(format!("TD attributes: {e}")))?;
+    let a = TDAttributes::parse(td.td_attributes).map_err(|e| AttestError::Malformed(format!("TD attributes: {e}")))?;
     let fail = |m: &str| Err(AttestError::Attributes(m.into()));
     if a.tud & 0x01 != 0 {
         return fail("debug mode is enabled (TUD.DEBUG): the host can read and change the TD's memory");

@@ -50,11 +50,7 @@ impl TcbLevels {
                 (
                     l.tcb.sgx_components.iter().map(|c| c.svn).collect::<Vec<_>>(),
                     l.tcb.pce_svn,
-                    if is_tdx {
-                        l.tcb.tdx_components.iter().map(|c| c.svn).collect::<Vec<_>>()
-                    } else {
-                        Vec::new()
-                    },
+                    if is_tdx { l.tcb.tdx_components.iter().map(|c| c.svn).collect::<Vec<_>>() } else { Vec::new() },
                 )
             };
             key(b).cmp(&key(a))
@@ -85,8 +81,8 @@ pub fn appraise(
     allow_azure_quirk: bool,
 ) -> Result<TcbVerdict> {
     let info = &levels.info;
-    let tcb_fmspc = hex::decode(&info.fmspc)
-        .map_err(|_| AttestError::Collateral("TCB info FMSPC is not hex".into()))?;
+    let tcb_fmspc =
+        hex::decode(&info.fmspc).map_err(|_| AttestError::Collateral("TCB info FMSPC is not hex".into()))?;
     if tcb_fmspc != platform.fmspc {
         return Err(AttestError::Collateral(format!(
             "FMSPC mismatch: the quote's platform is {}, the collateral is for {}; supply collateral for FMSPC {}",
@@ -104,25 +100,17 @@ pub fn appraise(
 
     let qe_level = appraise_qe(qe_report, qe_identity)?;
 
-    let (launch, override_used) =
-        match evaluate_tdx(info, &info.tcb_levels, platform, &td.tee_tcb_svn) {
-            Err(AttestError::Tcb(msg)) if allow_azure_quirk && msg.starts_with(NO_LEVEL) => (
-                evaluate_tdx(info, &levels.azure_quirk, platform, &td.tee_tcb_svn)?,
-                Some(AZURE_QUIRK_NAME),
-            ),
-            other => (other?, None),
-        };
-    check_module_identity(info, td)?;
-    let quirk_levels = if override_used.is_some() {
-        &levels.azure_quirk
-    } else {
-        &info.tcb_levels
+    let (launch, override_used) = match evaluate_tdx(info, &info.tcb_levels, platform, &td.tee_tcb_svn) {
+        Err(AttestError::Tcb(msg)) if allow_azure_quirk && msg.starts_with(NO_LEVEL) => {
+            (evaluate_tdx(info, &levels.azure_quirk, platform, &td.tee_tcb_svn)?, Some(AZURE_QUIRK_NAME))
+        }
+        other => (other?, None),
     };
+    check_module_identity(info, td)?;
+    let quirk_levels = if override_used.is_some() { &levels.azure_quirk } else { &info.tcb_levels };
     // A TD 1.5 also reports its current TCB, which differs from the launch TCB
     // after a TD-preserving module update; it must be appraisable too.
-    let current = tee_tcb_svn2
-        .map(|svn2| evaluate_tdx(info, quirk_levels, platform, svn2))
-        .transpose()?;
+    let current = tee_tcb_svn2.map(|svn2| evaluate_tdx(info, quirk_levels, platform, svn2)).transpose()?;
 
     let mut status = converge(launch.0, qe_level.tcb_status);
     let mut advisory_ids = launch.1;
@@ -134,18 +122,12 @@ pub fn appraise(
     let current_status = current.map(|(s, _)| converge(s, qe_level.tcb_status));
     // Revoked means the platform's keys are compromised: never a policy choice.
     if status == Intel::Revoked || current_status == Some(Intel::Revoked) {
-        return Err(AttestError::Tcb(
-            "the platform's TCB is Revoked by Intel; this platform cannot be trusted".into(),
-        ));
+        return Err(AttestError::Tcb("the platform's TCB is Revoked by Intel; this platform cannot be trusted".into()));
     }
     if let Some(current) = current_status {
         status = relaunch(status, current);
     }
-    Ok(TcbVerdict {
-        status: map_status(status),
-        advisory_ids,
-        override_used,
-    })
+    Ok(TcbVerdict { status: map_status(status), advisory_ids, override_used })
 }
 
 const NO_LEVEL: &str = "no matching TCB level";
@@ -181,20 +163,14 @@ fn evaluate_tdx(
     let mut status = level.tcb_status;
     let mut advisories = level.advisory_ids.clone();
 
-    let identity = info
-        .tdx_module_identity(tee_tcb_svn)
-        .map_err(|e| AttestError::Tcb(format!("TDX module: {e}")))?;
+    let identity = info.tdx_module_identity(tee_tcb_svn).map_err(|e| AttestError::Tcb(format!("TDX module: {e}")))?;
     if let Some(identity) = identity {
-        let module = identity
-            .tcb_levels
-            .iter()
-            .find(|l| l.shortfall(tee_tcb_svn).is_none())
-            .ok_or_else(|| {
-                AttestError::Tcb(format!(
-                    "TDX module ISVSVN {} is below every level of module identity {}",
-                    tee_tcb_svn[0], identity.id
-                ))
-            })?;
+        let module = identity.tcb_levels.iter().find(|l| l.shortfall(tee_tcb_svn).is_none()).ok_or_else(|| {
+            AttestError::Tcb(format!(
+                "TDX module ISVSVN {} is below every level of module identity {}",
+                tee_tcb_svn[0], identity.id
+            ))
+        })?;
         ensure_known(module.tcb_status, MODULE_STATUSES, "TDX module identity")?;
         status = converge(status, module.tcb_status);
         for id in &module.advisory_ids {
@@ -208,17 +184,13 @@ fn evaluate_tdx(
 
 /// The TD report's SEAM module signer and attributes must be the ones Intel lists.
 fn check_module_identity(info: &TcbInfo, td: &TDReport10) -> Result<()> {
-    let base = info
-        .tdx_module
-        .as_ref()
-        .ok_or_else(|| AttestError::Collateral("TDX TCB info has no tdxModule".into()))?;
-    let (mrsigner, attributes, mask) = match info
-        .tdx_module_identity(&td.tee_tcb_svn)
-        .map_err(|e| AttestError::Tcb(format!("TDX module: {e}")))?
-    {
-        Some(id) => (&id.mrsigner, &id.attributes, &id.attributes_mask),
-        None => (&base.mrsigner, &base.attributes, &base.attributes_mask),
-    };
+    let base =
+        info.tdx_module.as_ref().ok_or_else(|| AttestError::Collateral("TDX TCB info has no tdxModule".into()))?;
+    let (mrsigner, attributes, mask) =
+        match info.tdx_module_identity(&td.tee_tcb_svn).map_err(|e| AttestError::Tcb(format!("TDX module: {e}")))? {
+            Some(id) => (&id.mrsigner, &id.attributes, &id.attributes_mask),
+            None => (&base.mrsigner, &base.attributes, &base.attributes_mask),
+        };
     let mrsigner: [u8; 48] = hex_array(mrsigner, "tdxModule.mrsigner")?;
     let attributes: [u8; 8] = hex_array(attributes, "tdxModule.attributes")?;
     let mask: [u8; 8] = hex_array(mask, "tdxModule.attributesMask")?;
@@ -272,16 +244,9 @@ fn appraise_qe(qe: &EnclaveReport, id: &QeIdentity) -> Result<QeTcbLevel> {
     if !attrs_ok {
         return fail("ATTRIBUTES do not match the QE identity".into());
     }
-    let level = id
-        .tcb_levels
-        .iter()
-        .find(|l| qe.isv_svn >= l.tcb.isvsvn)
-        .ok_or_else(|| {
-            AttestError::Tcb(format!(
-                "quoting enclave ISVSVN {} is below every level of Intel's QE identity",
-                qe.isv_svn
-            ))
-        })?;
+    let level = id.tcb_levels.iter().find(|l| qe.isv_svn >= l.tcb.isvsvn).ok_or_else(|| {
+        AttestError::Tcb(format!("quoting enclave ISVSVN {} is below every level of Intel's QE identity", qe.isv_svn))
+    })?;
     ensure_known(level.tcb_status, QE_STATUSES, "QE identity")?;
     Ok(level.clone())
 }
@@ -321,9 +286,7 @@ fn converge(platform: Intel, component: Intel) -> Intel {
     match (component, platform) {
         (Revoked, _) => Revoked,
         (OutOfDate, UpToDate | SWHardeningNeeded) => OutOfDate,
-        (OutOfDate, ConfigurationNeeded | ConfigurationAndSWHardeningNeeded) => {
-            OutOfDateConfigurationNeeded
-        }
+        (OutOfDate, ConfigurationNeeded | ConfigurationAndSWHardeningNeeded) => OutOfDateConfigurationNeeded,
         _ => platform,
     }
 }
@@ -366,9 +329,7 @@ pub fn map_status(s: Intel) -> TcbStatus {
         Intel::SWHardeningNeeded => TcbStatus::SWHardeningNeeded,
         Intel::Revoked => TcbStatus::Revoked,
         Intel::TDRelaunchAdvised => TcbStatus::TDRelaunchAdvised,
-        Intel::TDRelaunchAdvisedConfigurationNeeded => {
-            TcbStatus::TDRelaunchAdvisedConfigurationNeeded
-        }
+        Intel::TDRelaunchAdvisedConfigurationNeeded => TcbStatus::TDRelaunchAdvisedConfigurationNeeded,
     }
 }
 
