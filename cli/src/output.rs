@@ -47,6 +47,8 @@ fn measurements(c: &Claims) -> Value {
         m.insert(format!("rtmr{i}"), hex::encode(r).into());
     }
     m.insert("mrconfigid".into(), hex::encode(c.td.mrconfigid).into());
+    m.insert("mrowner".into(), hex::encode(c.td.mrowner).into());
+    m.insert("mrownerconfig".into(), hex::encode(c.td.mrownerconfig).into());
     if c.tee == TeeKind::AzTdxVtpm {
         let pcrs: BTreeMap<String, String> = c.pcrs.iter().map(|(i, v)| (i.to_string(), hex::encode(v))).collect();
         m.insert("pcrs".into(), json!(pcrs));

@@ -57,6 +57,7 @@ pub const T_2026_01_27: u64 = 1_769_509_141;
 pub const T_2026_02_18: u64 = 1_771_423_480;
 pub const T_2023_07_01: u64 = 1_688_173_200;
 pub const T_2025_06_15: u64 = 1_749_945_600;
+pub const T_2026_10_20: u64 = 1_792_454_400;
 
 const OUTDATED_SAS: &[&str] = &["INTEL-SA-00960", "INTEL-SA-00982", "INTEL-SA-00986"];
 
@@ -180,6 +181,15 @@ pub const TDX_CASES: &[TdxCase] = &[
         at: T_2025_06_20,
         expect: Expect::Err { variant: "Tcb", contains: "no matching TCB level" },
         dcap_qvl_ok: false,
+    },
+    // Not in the shared set: dcap-qvl's published v5 body-type-4 (TD 1.5 extended) sample.
+    TdxCase {
+        id: "X1",
+        quote: QuoteSource::File("../dcap-qvl-sample/tdx_quote_td15ex"),
+        collateral: "../dcap-qvl-sample/tdx_quote_td15ex_collateral.json",
+        at: T_2026_10_20,
+        expect: Expect::Ok { status: "UpToDate", advisories: &[] },
+        dcap_qvl_ok: true,
     },
 ];
 

@@ -95,6 +95,20 @@ fn claims_carry_the_quote_fields() {
 }
 
 #[test]
+fn td15_extended_body_is_verified_and_its_extension_is_signed() {
+    let x1 = cases::tdx_case("X1");
+    let raw = x1.quote.load();
+    assert_eq!(&raw[48..50], &[4, 0], "body type 4");
+    assert!(verify_case(x1).is_ok());
+    // The 1.5-extended fields (td_id at body offset 649, last byte at 884) are covered by the signature.
+    for offset in [48 + 6 + 649, 48 + 6 + 884] {
+        let mut q = raw.clone();
+        q[offset] ^= 1;
+        assert_err(verify_with(x1, &q, |_| {}), "Signature", "quote signature", "TD15Ex extension");
+    }
+}
+
+#[test]
 fn hex_text_and_zero_padding_are_accepted() {
     let t1 = cases::tdx_case("T1");
     let raw = t1.quote.load();

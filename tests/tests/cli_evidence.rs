@@ -361,3 +361,21 @@ fn inspect_decodes_without_verifying() {
     let out = run_guardctl(["evidence", "inspect", "--evidence", &p("README.md")]);
     assert_eq!(code(&out), 1);
 }
+
+/// B7: an SEV-SNP report with VCEKs not signed by AMD's Milan ASK. Guardian has no SNP
+/// verifier yet, so SNP evidence must be refused by every evidence kind, never verified.
+#[test]
+fn b7_snp_evidence_is_refused() {
+    let report = p("trustee/snp/test-report.bin");
+    let c = p("phala-dcap-qvl/tdx_quote_collateral.json");
+    for kind in ["tdx", "az-tdx-vtpm", "sim"] {
+        let out = run_guardctl(["evidence", "verify", "--evidence", &report, "--kind", kind, "--collateral", &c, "--json"]);
+        let j = json_of(&out);
+        assert_eq!(code(&out), 1, "{kind}: {j}");
+        assert_eq!(j["verified"], false);
+    }
+    for vcek in ["trustee/snp/test-vcek-invalid-legacy.der", "trustee/snp/test-vcek-invalid-new.der"] {
+        let out = run_guardctl(["evidence", "verify", "--evidence", &p(vcek), "--collateral", &c, "--json"]);
+        assert_eq!(code(&out), 1, "{vcek}");
+    }
+}
