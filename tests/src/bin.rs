@@ -15,13 +15,16 @@ pub fn guardctl() -> PathBuf {
         let bin = profile_dir.join(format!("guardctl{}", std::env::consts::EXE_SUFFIX));
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args(["build", "-q", "-p", "guardctl"]).current_dir(env!("CARGO_MANIFEST_DIR"));
+        // Same package/target selection as the README's `cargo test --workspace --all-targets`,
+        // so features unify identically and this is a no-op after that command's build
+        // (building `-p guardctl` alone would recompile shared crates with other features).
+        build.args(["build", "-q", "--workspace", "--all-targets"]).current_dir(env!("CARGO_MANIFEST_DIR"));
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
         // Always ask cargo: it is a no-op when the binary is fresh, and avoids testing a stale one.
-        let status = build.status().expect("run cargo build -p guardctl");
-        assert!(status.success(), "cargo build -p guardctl failed");
+        let status = build.status().expect("run cargo build");
+        assert!(status.success(), "cargo build --workspace --all-targets failed");
         assert!(bin.exists(), "guardctl not found at {}", bin.display());
         bin
     })
