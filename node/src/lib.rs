@@ -7,6 +7,17 @@
 //!   the simulated TEE) producing [`attest::Claims`].
 //! - [`policy`]: namespaces and their measurement rules; turns claims into an
 //!   allow/deny decision with a reason a person can read.
+//! - [`state`]: the replicated cluster state, its commands and their
+//!   validate-on-apply rules; genesis; signed admin commands.
+//!
+//! I/O shell:
+//! - [`raft`]: openraft type configuration, network and peer-service glue.
+//! - [`store`]: sled-backed Raft log and state machine, sealed at rest.
+//! - [`net`]: RA-TLS (attested TLS between nodes) and gRPC wiring.
 
 pub mod attest;
+pub mod net;
 pub mod policy;
+pub mod raft;
+pub mod state;
+pub mod store;

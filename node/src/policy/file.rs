@@ -125,6 +125,14 @@ impl PolicySet {
     }
 }
 
+/// Parse one namespace's policy from a TOML table (as embedded, for example, in
+/// the genesis file's `[guardian_policy]`).
+pub fn namespace_from_toml(name: &str, table: toml::Value) -> Result<NamespacePolicy, PolicyError> {
+    let invalid = |problem: String| PolicyError::Invalid { namespace: name.to_string(), problem };
+    let ns: NamespaceToml = table.try_into().map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+    ns.validate(name).map_err(invalid)
+}
+
 impl NamespaceToml {
     fn validate(self, name: &str) -> Result<NamespacePolicy, String> {
         let name = NamespaceName::new(name)?;

@@ -1,0 +1,149 @@
+//! Signed admin commands: who may sign what, replay protection, and their effect.
+//!
+//! An admin command is a protobuf `AdminCommand`, signed (Ed25519) over
+//! `"guardian/v1/admin-command" || 0 || command bytes` by one or more admins.
+//! Nodes check signatures before decoding, and check everything again when the
+//! entry is applied: the cluster id, the time window (against the leader's
+//! proposal time recorded in the entry, so every node decides alike), the nonce
+//! (never reused), and the number of distinct admin signatures the body needs.
+
+use std::collections::BTreeSet;
+
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use guardian_proto::v1::{admin_command::Body, AdminCommand, AdminSignature, SignedCommand};
+use prost::Message;
+
+use super::ClusterState;
+
+/// Longest lifetime a command may ask for.
+pub const MAX_LIFETIME_SECS: i64 = 24 * 3600;
+/// How far a command's issue time may run ahead of the proposal time (clock skew).
+pub const MAX_SKEW_SECS: i64 = 300;
+
+/// The id of an admin key: hex of its first 8 bytes.
+pub fn key_id(public_key: &[u8; 32]) -> String {
+    hex::encode(&public_key[..8])
+}
+
+/// How many distinct admin signatures a command body needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    One,
+    Quorum,
+}
+
+pub fn requirement(body: &Body) -> Requirement {
+    use Body::*;
+    match body {
+        DeleteNamespace(_) | RetireNamespaceSecretVersion(_) | AddAdmin(_) | RemoveAdmin(_) | SetAdminQuorum(_)
+        | SetGuardianPolicy(_) | RevokeNode(_) | StartRecovery(_) => Requirement::Quorum,
+        _ => Requirement::One,
+    }
+}
+
+/// Add one admin's signature to a signed command.
+pub fn sign(signed: &mut SignedCommand, key: &SigningKey) {
+    let signature = key.sign(&signed.signing_input());
+    signed.signatures.push(AdminSignature {
+        admin_key_id: key_id(&key.verifying_key().to_bytes()),
+        signature: signature.to_bytes().to_vec(),
+    });
+}
+
+/// Decode and check a signed command against the state at time `now` (the
+/// leader's proposal time). Returns the command and the admins who signed it.
+pub fn check(
+    state: &ClusterState,
+    cluster_id: &[u8; 16],
+    signed_bytes: &[u8],
+    now: u64,
+) -> Result<(AdminCommand, BTreeSet<String>), String> {
+    let signed = SignedCommand::decode(signed_bytes).map_err(|e| format!("not a SignedCommand: {e}"))?;
+    let input = signed.signing_input();
+    let mut signers = BTreeSet::new();
+    for s in &signed.signatures {
+        let Some(pk) = state.admins.get(&s.admin_key_id) else {
+            return Err(format!("signature by unknown admin key {}", s.admin_key_id));
+        };
+        let key = VerifyingKey::from_bytes(pk).map_err(|_| "stored admin key is invalid".to_string())?;
+        let sig = Signature::from_slice(&s.signature).map_err(|_| "malformed signature".to_string())?;
+        key.verify_strict(&input, &sig).map_err(|_| format!("invalid signature by admin key {}", s.admin_key_id))?;
+        signers.insert(s.admin_key_id.clone());
+    }
+    let cmd = signed.decode_command().map_err(|e| format!("signed bytes are not an AdminCommand: {e}"))?;
+    if cmd.cluster_id != hex::encode(cluster_id) {
+        return Err(format!("command is for cluster {}, this is {}", cmd.cluster_id, hex::encode(cluster_id)));
+    }
+    let now = now as i64;
+    if cmd.issued_at_unix > now + MAX_SKEW_SECS {
+        return Err("command is issued in the future (check the admin's clock)".into());
+    }
+    if now > cmd.expires_at_unix {
+        return Err("command expired; sign a new one".into());
+    }
+    if cmd.expires_at_unix - cmd.issued_at_unix > MAX_LIFETIME_SECS {
+        return Err(format!("command lifetime exceeds {MAX_LIFETIME_SECS} s"));
+    }
+    if cmd.nonce.len() < 16 || cmd.nonce.len() > 64 {
+        return Err("nonce must be 16 to 64 bytes".into());
+    }
+    if state.used_nonces.contains_key(&hex::encode(&cmd.nonce)) {
+        return Err("nonce already used: this command was replayed".into());
+    }
+    let body = cmd.body.as_ref().ok_or("command has no body")?;
+    let needed = match requirement(body) {
+        Requirement::One => 1,
+        Requirement::Quorum => state.admin_quorum.max(1) as usize,
+    };
+    if signers.len() < needed {
+        return Err(format!("needs {needed} admin signature(s), has {}", signers.len()));
+    }
+    Ok((cmd, signers))
+}
+
+/// Apply a checked command. An error leaves the state unchanged.
+pub fn apply(state: &mut ClusterState, cmd: &AdminCommand) -> Result<(), String> {
+    let body = cmd.body.as_ref().ok_or("command has no body")?;
+    let mut next = state.clone();
+    match body {
+        Body::CreateNamespace(c) => {
+            crate::policy::NamespaceName::new(&c.namespace)?;
+            if !next.namespaces.insert(c.namespace.clone()) {
+                return Err(format!("namespace {} already exists", c.namespace));
+            }
+        }
+        Body::AddAdmin(a) => {
+            let pk: [u8; 32] = a.public_key.as_slice().try_into().map_err(|_| "admin key must be 32 bytes")?;
+            VerifyingKey::from_bytes(&pk).map_err(|_| "not an Ed25519 key")?;
+            if next.admins.insert(key_id(&pk), pk).is_some() {
+                return Err("admin already present".into());
+            }
+        }
+        Body::RemoveAdmin(r) => {
+            next.admins.remove(&r.admin_key_id).ok_or_else(|| format!("no admin {}", r.admin_key_id))?;
+            if (next.admins.len() as u32) < next.admin_quorum {
+                return Err("removing this admin would leave fewer admins than the quorum".into());
+            }
+        }
+        Body::SetAdminQuorum(q) => {
+            if q.quorum == 0 || q.quorum as usize > next.admins.len() {
+                return Err(format!("quorum {} must be between 1 and the {} admins", q.quorum, next.admins.len()));
+            }
+            next.admin_quorum = q.quorum;
+        }
+        Body::RevokeNode(r) => {
+            let member = next.members.remove(&r.node_id).ok_or_else(|| format!("node {} is not a member", r.node_id))?;
+            next.revoked.insert(member.identity);
+        }
+        _ => return Err("this command is not supported by this version".into()),
+    }
+    next.used_nonces.insert(hex::encode(&cmd.nonce), cmd.expires_at_unix.max(0) as u64);
+    next.admin_commands_applied += 1;
+    *state = next;
+    Ok(())
+}
+
+/// Forget nonces whose commands can no longer be valid.
+pub fn prune_nonces(state: &mut ClusterState, now: u64) {
+    state.used_nonces.retain(|_, expiry| *expiry >= now);
+}

@@ -1,0 +1,63 @@
+//! The node's [`Applier`]: validate-on-apply for every command.
+
+use super::genesis::Genesis;
+use super::{admin, Applier, ClusterState, Command, Response};
+
+/// Applies commands with the checks every node repeats for itself.
+pub struct NodeApplier {
+    pub genesis: Genesis,
+}
+
+impl Applier for NodeApplier {
+    fn apply(&self, state: &mut ClusterState, cmd: &Command) -> Response {
+        let result = match cmd {
+            Command::Bootstrap { genesis_digest, members } => self.bootstrap(state, genesis_digest, members),
+            Command::Admin { signed, proposed_at } => self.admin(state, signed, *proposed_at),
+        };
+        match result {
+            Ok(()) => Response::Applied,
+            Err(reason) => {
+                // An invalid entry is an alarm: a leader proposed something no
+                // honest leader would. Nothing changes.
+                tracing::warn!(%reason, "refused a replicated command");
+                Response::Rejected { reason }
+            }
+        }
+    }
+}
+
+impl NodeApplier {
+    fn bootstrap(&self, state: &mut ClusterState, digest: &[u8; 32], members: &[super::Member]) -> Result<(), String> {
+        if state.genesis_digest.is_some() {
+            return Err("the cluster is already bootstrapped".into());
+        }
+        if *digest != self.genesis.digest {
+            return Err("bootstrap entry names another genesis file than this node's".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for m in members {
+            let g = self.genesis.member(m.id).ok_or_else(|| format!("node {} is not a genesis member", m.id))?;
+            if g.addr != m.addr || !seen.insert(m.identity) {
+                return Err(format!("bootstrap member {} does not match the genesis file", m.id));
+            }
+        }
+        if members.len() != self.genesis.members.len() {
+            return Err("bootstrap entry must list every genesis member".into());
+        }
+        state.genesis_digest = Some(*digest);
+        state.members = members.iter().map(|m| (m.id, m.clone())).collect();
+        state.admins = self.genesis.admins.iter().map(|a| (admin::key_id(&a.public_key), a.public_key)).collect();
+        state.admin_quorum = self.genesis.admin_quorum;
+        Ok(())
+    }
+
+    fn admin(&self, state: &mut ClusterState, signed: &[u8], proposed_at: u64) -> Result<(), String> {
+        if state.genesis_digest.is_none() {
+            return Err("admin command before bootstrap".into());
+        }
+        let (cmd, _signers) = admin::check(state, &self.genesis.cluster_id, signed, proposed_at)?;
+        admin::apply(state, &cmd)?;
+        admin::prune_nonces(state, proposed_at);
+        Ok(())
+    }
+}

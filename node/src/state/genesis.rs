@@ -1,0 +1,150 @@
+//! The genesis file: what founds a cluster.
+//!
+//! ```toml
+//! cluster_id = "<32 hex>"          # 16 random bytes; names the cluster in every binding
+//! threshold = 3                    # shares needed for the root secret (issue 4)
+//! admin_quorum = 2                 # signatures needed for sensitive admin commands
+//!
+//! [[members]]
+//! id = 1
+//! addr = "10.0.0.1:7100"
+//!
+//! [[admins]]
+//! name = "alice"
+//! public_key = "<64 hex>"          # Ed25519
+//!
+//! [guardian_policy]                # which TEEs may be guardians: a namespace policy
+//! tees = ["tdx"]
+//! accepted_tcb_status = ["UpToDate"]
+//! [[guardian_policy.tdx]]
+//! name = "guardian-v1"
+//! mrtd = "<96 hex>"
+//! ```
+//! Every node holds the same file; its SHA-256 is recorded by the bootstrap
+//! entry so that nodes with different genesis files can never form one cluster.
+
+use std::collections::BTreeSet;
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use super::NodeId;
+use crate::policy::file::namespace_from_toml;
+use crate::policy::NamespacePolicy;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("genesis file: {0}")]
+pub struct GenesisError(pub String);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesisMember {
+    pub id: NodeId,
+    pub addr: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenesisAdmin {
+    pub name: String,
+    pub public_key: [u8; 32],
+}
+
+/// A validated genesis file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Genesis {
+    pub cluster_id: [u8; 16],
+    pub threshold: u32,
+    pub admin_quorum: u32,
+    pub members: Vec<GenesisMember>,
+    pub admins: Vec<GenesisAdmin>,
+    pub guardian_policy: NamespacePolicy,
+    /// SHA-256 of the file as read.
+    pub digest: [u8; 32],
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenesisToml {
+    cluster_id: String,
+    threshold: u32,
+    admin_quorum: u32,
+    members: Vec<MemberToml>,
+    admins: Vec<AdminToml>,
+    guardian_policy: toml::Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MemberToml {
+    id: NodeId,
+    addr: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminToml {
+    name: String,
+    public_key: String,
+}
+
+impl Genesis {
+    pub fn parse(text: &str) -> Result<Self, GenesisError> {
+        let err = |m: String| GenesisError(m);
+        let g: GenesisToml = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let cluster_id: [u8; 16] = hex::decode(&g.cluster_id)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| err("cluster_id must be 16 bytes of hex".into()))?;
+        if g.members.is_empty() {
+            return Err(err("at least one member is needed".into()));
+        }
+        let ids: BTreeSet<NodeId> = g.members.iter().map(|m| m.id).collect();
+        let addrs: BTreeSet<&str> = g.members.iter().map(|m| m.addr.as_str()).collect();
+        if ids.len() != g.members.len() || addrs.len() != g.members.len() {
+            return Err(err("member ids and addresses must be unique".into()));
+        }
+        if ids.contains(&0) {
+            return Err(err("member id 0 is reserved".into()));
+        }
+        let n = g.members.len() as u32;
+        if g.threshold == 0 || g.threshold > n {
+            return Err(err(format!("threshold {} must be between 1 and the {n} members", g.threshold)));
+        }
+        let mut admins = Vec::new();
+        for a in g.admins {
+            let public_key: [u8; 32] = hex::decode(&a.public_key)
+                .ok()
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| err(format!("admin {}: public_key must be 32 bytes of hex (Ed25519)", a.name)))?;
+            ed25519_dalek::VerifyingKey::from_bytes(&public_key)
+                .map_err(|_| err(format!("admin {}: not an Ed25519 public key", a.name)))?;
+            admins.push(GenesisAdmin { name: a.name, public_key });
+        }
+        let keys: BTreeSet<[u8; 32]> = admins.iter().map(|a| a.public_key).collect();
+        if admins.is_empty() || keys.len() != admins.len() {
+            return Err(err("at least one admin, with distinct keys, is needed".into()));
+        }
+        if g.admin_quorum == 0 || g.admin_quorum as usize > admins.len() {
+            return Err(err(format!("admin_quorum {} must be between 1 and the {} admins", g.admin_quorum, admins.len())));
+        }
+        let guardian_policy = namespace_from_toml("guardian", g.guardian_policy).map_err(|e| err(e.to_string()))?;
+        Ok(Genesis {
+            cluster_id,
+            threshold: g.threshold,
+            admin_quorum: g.admin_quorum,
+            members: g.members.into_iter().map(|m| GenesisMember { id: m.id, addr: m.addr }).collect(),
+            admins,
+            guardian_policy,
+            digest: Sha256::digest(text.as_bytes()).into(),
+        })
+    }
+
+    /// The member that initializes Raft once all genesis members are mutually
+    /// attested: the lowest id, so every node agrees without talking.
+    pub fn initializer(&self) -> NodeId {
+        self.members.iter().map(|m| m.id).min().unwrap_or_default()
+    }
+
+    pub fn member(&self, id: NodeId) -> Option<&GenesisMember> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}
