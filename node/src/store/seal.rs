@@ -1,0 +1,255 @@
+//! Sealing at rest: every value Guardian writes to sled is encrypted and
+//! authenticated first, so the data directory shows no plaintext and a
+//! modified value is detected when it is read.
+//!
+//! - [`Sealer`]: the pluggable AEAD. A production sealer binds its key to the
+//!   TEE (derived or released after attestation); TDX has no SGX-style
+//!   sealing key, so that is the daemon's job, not this module's.
+//! - [`DevFileSealer`]: **INSECURE, development only**. The key sits in a file
+//!   next to the data: the data directory alone shows no plaintext, but anyone
+//!   who can read the disk can unseal everything.
+//! - [`SealedTree`]: a sled tree whose values are sealed with
+//!   AAD = tree name ‖ 0 ‖ key, so a value copied to another key or tree fails
+//!   to unseal. Keys (log indexes, fixed names) stay in the clear.
+
+use std::fs::{self, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use super::StoreError;
+
+/// Authenticated encryption of values at rest.
+pub trait Sealer: Send + Sync {
+    /// A short name for logs and diagnostics ("dev-file-insecure", ...).
+    fn kind(&self) -> &'static str;
+    /// Encrypts and authenticates `plaintext`, binding it to `aad`.
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Reverses [`Sealer::seal`]; fails with [`StoreError::Seal`] if `sealed`
+    /// or `aad` was changed, or the key differs.
+    fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError>;
+}
+
+/// Name of the key file [`DevFileSealer`] keeps in its directory.
+pub const DEV_KEY_FILE: &str = "dev-sealer.key";
+
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// **INSECURE, development only**: ChaCha20-Poly1305 with a random key stored
+/// in `<dir>/dev-sealer.key` (mode 0600). Sealed values are
+/// `nonce (12 random bytes) ‖ ciphertext ‖ tag`.
+pub struct DevFileSealer {
+    /// Zeroizes its key on drop.
+    cipher: ChaCha20Poly1305,
+}
+
+impl std::fmt::Debug for DevFileSealer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DevFileSealer { key: <redacted> }")
+    }
+}
+
+impl DevFileSealer {
+    /// Loads the key from `<dir>/dev-sealer.key`, creating it (and `dir`) if
+    /// absent. Refuses a key file that group or others can access.
+    #[tracing::instrument(skip_all)]
+    pub fn open_insecure(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(DEV_KEY_FILE);
+        tracing::warn!(
+            key_file = %path.display(),
+            "INSECURE development sealer: the sealing key is stored on disk next to the data; \
+             anyone who can read the disk can unseal it. Never use this in production."
+        );
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let key = load_or_create_key(&path)?;
+        let cipher = ChaCha20Poly1305::new_from_slice(&key[..])
+            .map_err(|_| StoreError::Key("the key must be 32 bytes".into()))?;
+        Ok(Self { cipher })
+    }
+}
+
+/// Creates the key file atomically (write a temp file, then hard-link it into
+/// place, which fails if another process won the race) or reads the existing one.
+fn load_or_create_key(path: &Path) -> Result<Zeroizing<[u8; KEY_LEN]>, StoreError> {
+    if !path.exists() {
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        OsRng.fill_bytes(&mut key[..]);
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        let write_tmp = || -> std::io::Result<()> {
+            let _ = fs::remove_file(&tmp);
+            let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+            f.write_all(&key[..])?;
+            f.sync_all()
+        };
+        write_tmp().map_err(|e| StoreError::io(&tmp, e))?;
+        let linked = fs::hard_link(&tmp, path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {
+                if let Some(dir) = path.parent() {
+                    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))?;
+                }
+                return Ok(key);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {} // someone else created it: read theirs
+            Err(e) => return Err(StoreError::io(path, e)),
+        }
+    }
+    let mode = fs::metadata(path).map_err(|e| StoreError::io(path, e))?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(StoreError::Key(format!(
+            "{} is accessible by group or others (mode {:o}); run `chmod 600` on it",
+            path.display(),
+            mode & 0o777
+        )));
+    }
+    let bytes = Zeroizing::new(fs::read(path).map_err(|e| StoreError::io(path, e))?);
+    if bytes.len() != KEY_LEN {
+        return Err(StoreError::Key(format!(
+            "{} must hold exactly {KEY_LEN} bytes, found {}",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    key.copy_from_slice(&bytes);
+    Ok(key)
+}
+
+impl Sealer for DevFileSealer {
+    fn kind(&self) -> &'static str {
+        "dev-file-insecure"
+    }
+
+    #[tracing::instrument(skip_all)]
+    fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let ct = self
+            .cipher
+            .encrypt(&Nonce::from(nonce), Payload { msg: plaintext, aad })
+            .map_err(|_| StoreError::SealFailed { what: "value".into() })?;
+        let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    #[tracing::instrument(skip_all)]
+    fn unseal(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        let too_short = || StoreError::Seal { what: "value (too short)".into() };
+        let (nonce, ct) = sealed.split_first_chunk::<NONCE_LEN>().ok_or_else(too_short)?;
+        if ct.len() < TAG_LEN {
+            return Err(too_short());
+        }
+        self.cipher
+            .decrypt(&Nonce::from(*nonce), Payload { msg: ct, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| StoreError::Seal { what: "value".into() })
+    }
+}
+
+/// A sled tree whose values are sealed. Reads and writes of plaintext go
+/// through here; [`SealedTree::raw`] exposes the tree for key-only work
+/// (ranges, removals, batches of already sealed values).
+#[derive(Clone)]
+pub struct SealedTree {
+    name: &'static str,
+    tree: sled::Tree,
+    sealer: Arc<dyn Sealer>,
+}
+
+impl SealedTree {
+    pub fn open(db: &sled::Db, name: &'static str, sealer: Arc<dyn Sealer>) -> Result<Self, StoreError> {
+        Ok(Self { name, tree: db.open_tree(name)?, sealer })
+    }
+
+    /// The underlying tree: its values are sealed bytes.
+    pub fn raw(&self) -> &sled::Tree {
+        &self.tree
+    }
+
+    /// `tree/key` for error messages (keys are not secret).
+    pub fn describe(&self, key: &[u8]) -> String {
+        match std::str::from_utf8(key) {
+            Ok(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) => format!("{}/{s}", self.name),
+            _ => format!("{}/{}", self.name, hex::encode(key)),
+        }
+    }
+
+    fn aad(&self, key: &[u8]) -> Vec<u8> {
+        let mut aad = Vec::with_capacity(self.name.len() + 1 + key.len());
+        aad.extend_from_slice(self.name.as_bytes());
+        aad.push(0);
+        aad.extend_from_slice(key);
+        aad
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub fn seal_value(&self, key: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.sealer.seal(&self.aad(key), plaintext).map_err(|e| e.in_context(self.describe(key)))
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub fn unseal_value(&self, key: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, StoreError> {
+        self.sealer.unseal(&self.aad(key), sealed).map_err(|e| e.in_context(self.describe(key)))
+    }
+
+    /// Serialises `value` as JSON and seals it for `key`.
+    #[tracing::instrument(skip_all)]
+    pub fn seal_json<T: Serialize>(&self, key: &[u8], value: &T) -> Result<Vec<u8>, StoreError> {
+        let json = Zeroizing::new(serde_json::to_vec(value).map_err(|e| StoreError::corrupt(self.describe(key), e))?);
+        self.seal_value(key, &json)
+    }
+
+    /// Unseals `sealed` (read from `key`) and parses it as JSON.
+    #[tracing::instrument(skip_all)]
+    pub fn unseal_json<T: DeserializeOwned>(&self, key: &[u8], sealed: &[u8]) -> Result<T, StoreError> {
+        let json = self.unseal_value(key, sealed)?;
+        serde_json::from_slice(&json).map_err(|e| StoreError::corrupt(self.describe(key), e))
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.tree.get(key)? {
+            Some(sealed) => self.unseal_json(key, &sealed).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    pub fn insert_json<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        self.tree.insert(key, self.seal_json(key, value)?)?;
+        Ok(())
+    }
+
+    /// Makes every write so far durable (sled flushes the whole database).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.tree.flush_async().await?;
+        Ok(())
+    }
+}
+
+impl StoreError {
+    /// Replaces the generic "value" a [`Sealer`] reports with `tree/key`.
+    fn in_context(self, what: String) -> Self {
+        match self {
+            StoreError::Seal { .. } => StoreError::Seal { what },
+            StoreError::SealFailed { .. } => StoreError::SealFailed { what },
+            other => other,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        StoreError::Io { path: path.into(), source }
+    }
+}
