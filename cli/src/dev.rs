@@ -9,6 +9,17 @@ use crate::UsageError;
 
 #[derive(Subcommand)]
 pub enum DevCmd {
+    /// Start a local cluster of guardian processes (INSECURE simulated TEEs) and
+    /// keep it running until Ctrl-C.
+    Up {
+        #[command(flatten)]
+        shape: Shape,
+    },
+    /// Write a local cluster's genesis, admin key and node configs without starting it.
+    Init {
+        #[command(flatten)]
+        shape: Shape,
+    },
     /// Print simulated-TEE evidence (INSECURE) to stdout and its signing public key to stderr.
     SimEvidence {
         /// 32-byte hex seed of the simulated TEE's Ed25519 key.
@@ -23,8 +34,43 @@ pub enum DevCmd {
     },
 }
 
+/// The shape and place of a local cluster.
+#[derive(clap::Args)]
+pub struct Shape {
+    /// Number of guardian nodes.
+    #[arg(long, default_value_t = 5)]
+    nodes: u32,
+    /// Shares needed for the root secret.
+    #[arg(long, default_value_t = 3)]
+    threshold: u32,
+    /// Directory for genesis, keys, configs, data and logs.
+    #[arg(long, default_value = ".guardian-dev")]
+    dir: std::path::PathBuf,
+    /// First port: peers use base.., admin base+100.., health base+200..
+    #[arg(long, default_value_t = 7100)]
+    base_port: u16,
+}
+
+impl Shape {
+    fn options(&self) -> crate::devup::Options {
+        crate::devup::Options {
+            nodes: self.nodes,
+            threshold: self.threshold,
+            dir: self.dir.clone(),
+            base_port: self.base_port,
+        }
+    }
+}
+
 pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
     match cmd {
+        DevCmd::Init { shape } => {
+            let cluster = crate::devup::generate(&shape.options())?;
+            eprintln!("{INSECURE_LABEL}");
+            println!("wrote a {}-node development cluster to {}", cluster.nodes.len(), shape.dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        DevCmd::Up { shape } => up(&shape),
         DevCmd::SimEvidence { seed, label, report_data } => {
             let seed: [u8; 32] = hex::decode(&seed)
                 .ok()
@@ -43,4 +89,48 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn up(shape: &Shape) -> anyhow::Result<ExitCode> {
+    use std::time::Duration;
+    let bin = crate::devup::guardian_binary()?;
+    let mut cluster = crate::devup::generate(&shape.options())?;
+    let dir = cluster.genesis.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+    eprintln!("{INSECURE_LABEL}");
+    let mut children = Vec::new();
+    for i in 0..cluster.nodes.len() {
+        let child = crate::devup::spawn(&bin, &dir, &cluster.nodes[i])?;
+        cluster.nodes[i].pid = Some(child.id());
+        children.push(child);
+    }
+    cluster.save(&dir)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let ready = rt.block_on(async {
+        for _ in 0..120 {
+            if crate::clusterctl::status_quiet(&dir).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        false
+    });
+    if !ready {
+        crate::devup::stop_all(&mut children, Duration::from_secs(5));
+        return Err(anyhow::anyhow!(
+            "the cluster did not become ready within 60 s; see the node logs in {}",
+            dir.display()
+        ));
+    }
+    rt.block_on(crate::clusterctl::status(&dir, false))?;
+    println!("\n{} guardian nodes are running (logs: {}/node-N.log).", children.len(), dir.display());
+    println!("  guardctl status --cluster {}", dir.display());
+    println!("  guardctl namespace create NAME --cluster {}", dir.display());
+    println!("Press Ctrl-C to stop them.");
+    rt.block_on(async {
+        let _ = tokio::signal::ctrl_c().await;
+    });
+    println!("stopping...");
+    crate::devup::stop_all(&mut children, Duration::from_secs(10));
+    println!("stopped; data kept in {}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }

@@ -152,12 +152,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let sim = if args.insecure_sim_key.is_empty() {
         None
     } else {
-        let keys = args
-            .insecure_sim_key
-            .iter()
-            .map(|k| hex::decode(k).ok().and_then(|k| k.try_into().ok()))
-            .collect::<Option<Vec<[u8; 32]>>>()
-            .ok_or_else(|| UsageError("--insecure-sim-key must be 32 bytes of hex".into()))?;
+        let keys = crate::hex_keys(&args.insecure_sim_key, "--insecure-sim-key")?;
         Some(SimTrust::insecure_for_development(&keys).map_err(|e| UsageError(e.to_string()))?)
     };
     let verifier =

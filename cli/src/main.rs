@@ -2,13 +2,20 @@
 //!
 //! # Layout
 //! - `evidence`: `guardctl evidence verify|inspect` — check attestation evidence offline.
-//! - `dev`: developer tooling (simulated-TEE evidence; later the local cluster).
+//! - `dev`, `devup`: developer tooling: the local cluster (`dev up|init`), simulated-TEE evidence.
+//! - `cluster`: the cluster description on disk (`cluster.json`).
+//! - `admin_client`: attested connections to nodes' admin ports.
+//! - `clusterctl`: `status` and signed admin commands (`namespace create`).
 //! - `output`: rendering of verdicts as text or JSON.
 //!
 //! Exit status: 0 success (evidence verified, and allowed when a policy is
 //! given), 1 the evidence was refused, 2 bad usage (arguments, unreadable files).
 
+mod admin_client;
+mod cluster;
+mod clusterctl;
 mod dev;
+mod devup;
 mod evidence;
 mod output;
 
@@ -31,6 +38,30 @@ enum Command {
     /// Developer tooling. Uses the INSECURE simulated TEE.
     #[command(subcommand)]
     Dev(dev::DevCmd),
+    /// Show members, leader, term and last applied index of a cluster.
+    Status {
+        /// Cluster directory (holds cluster.json), as written by `guardctl dev up`.
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Namespaces (signed admin commands).
+    #[command(subcommand)]
+    Namespace(NamespaceCmd),
+}
+
+#[derive(Subcommand)]
+enum NamespaceCmd {
+    /// Create a namespace.
+    Create {
+        name: String,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Reason recorded with the command.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 /// A failure that is the caller's to fix (exit 2), as opposed to a refusal (exit 1).
@@ -38,11 +69,24 @@ enum Command {
 #[error("{0}")]
 pub struct UsageError(pub String);
 
+/// Parse hex Ed25519 public keys (simulated-TEE keys), naming `what` on error.
+pub fn hex_keys(keys: &[String], what: &str) -> Result<Vec<[u8; 32]>, UsageError> {
+    keys.iter()
+        .map(|k| hex::decode(k).ok().and_then(|k| k.try_into().ok()))
+        .collect::<Option<Vec<[u8; 32]>>>()
+        .ok_or_else(|| UsageError(format!("{what} must be 32 bytes of hex")))
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("GUARDCTL_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // The sim TEE's warnings are for daemons; guardctl says INSECURE itself where it matters.
+                .unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(
+                        "warn,guardian_node::attest::sim=error,guardian_node::policy::file=error",
+                    )
+                }),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -50,6 +94,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Evidence(cmd) => evidence::run(cmd),
         Command::Dev(cmd) => dev::run(cmd),
+        Command::Status { cluster, json } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(clusterctl::status(&cluster, json))),
+        Command::Namespace(NamespaceCmd::Create { name, cluster, reason }) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(clusterctl::submit(&cluster, clusterctl::create_namespace(&name), &reason))),
     };
     match result {
         Ok(code) => code,

@@ -14,8 +14,11 @@
 //! - [`raft`]: openraft type configuration, network and peer-service glue.
 //! - [`store`]: sled-backed Raft log and state machine, sealed at rest.
 //! - [`net`]: RA-TLS (attested TLS between nodes) and gRPC wiring.
+//! - [`daemon`]: the `guardian` daemon: configuration, start-up, admin and
+//!   health endpoints, bootstrap, shutdown.
 
 pub mod attest;
+pub mod daemon;
 pub mod net;
 pub mod policy;
 pub mod raft;

@@ -35,8 +35,14 @@ pub enum Requirement {
 pub fn requirement(body: &Body) -> Requirement {
     use Body::*;
     match body {
-        DeleteNamespace(_) | RetireNamespaceSecretVersion(_) | AddAdmin(_) | RemoveAdmin(_) | SetAdminQuorum(_)
-        | SetGuardianPolicy(_) | RevokeNode(_) | StartRecovery(_) => Requirement::Quorum,
+        DeleteNamespace(_)
+        | RetireNamespaceSecretVersion(_)
+        | AddAdmin(_)
+        | RemoveAdmin(_)
+        | SetAdminQuorum(_)
+        | SetGuardianPolicy(_)
+        | RevokeNode(_)
+        | StartRecovery(_) => Requirement::Quorum,
         _ => Requirement::One,
     }
 }
@@ -132,7 +138,8 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand) -> Result<(), String>
             next.admin_quorum = q.quorum;
         }
         Body::RevokeNode(r) => {
-            let member = next.members.remove(&r.node_id).ok_or_else(|| format!("node {} is not a member", r.node_id))?;
+            let member =
+                next.members.remove(&r.node_id).ok_or_else(|| format!("node {} is not a member", r.node_id))?;
             next.revoked.insert(member.identity);
         }
         _ => return Err("this command is not supported by this version".into()),

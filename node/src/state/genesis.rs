@@ -124,7 +124,11 @@ impl Genesis {
             return Err(err("at least one admin, with distinct keys, is needed".into()));
         }
         if g.admin_quorum == 0 || g.admin_quorum as usize > admins.len() {
-            return Err(err(format!("admin_quorum {} must be between 1 and the {} admins", g.admin_quorum, admins.len())));
+            return Err(err(format!(
+                "admin_quorum {} must be between 1 and the {} admins",
+                g.admin_quorum,
+                admins.len()
+            )));
         }
         let guardian_policy = namespace_from_toml("guardian", g.guardian_policy).map_err(|e| err(e.to_string()))?;
         Ok(Genesis {

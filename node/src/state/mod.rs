@@ -73,7 +73,9 @@ pub enum Command {
 pub enum Response {
     Applied,
     /// The entry was invalid; nothing changed.
-    Rejected { reason: String },
+    Rejected {
+        reason: String,
+    },
 }
 
 /// Applies commands to the state. The store calls it for every normal entry;

@@ -16,7 +16,9 @@ fn genesis() -> Genesis {
     let admins: String = keys()
         .iter()
         .enumerate()
-        .map(|(i, k)| format!("[[admins]]\nname = \"a{i}\"\npublic_key = \"{}\"\n", hex::encode(k.verifying_key().to_bytes())))
+        .map(|(i, k)| {
+            format!("[[admins]]\nname = \"a{i}\"\npublic_key = \"{}\"\n", hex::encode(k.verifying_key().to_bytes()))
+        })
         .collect();
     let text = format!(
         "cluster_id = \"{CLUSTER}\"\nthreshold = 2\nadmin_quorum = 2\n\
@@ -93,7 +95,9 @@ fn admin_commands_need_valid_fresh_unreplayed_signatures() {
     let (applier, mut state) = bootstrapped();
     let [a, b, _] = keys();
     let now = 1_800_000_000u64;
-    let apply = |state: &mut ClusterState, bytes: Vec<u8>, at: u64| applier.apply(state, &Command::Admin { signed: bytes, proposed_at: at });
+    let apply = |state: &mut ClusterState, bytes: Vec<u8>, at: u64| {
+        applier.apply(state, &Command::Admin { signed: bytes, proposed_at: at })
+    };
 
     let ok = signed(&command(ns("team-a"), 1, now as i64), &[&a]);
     assert_eq!(apply(&mut state, ok.clone(), now), Response::Applied);

@@ -1,0 +1,49 @@
+//! A cluster description on disk (`cluster.json`): where each node listens,
+//! which genesis and admin key belong to it, and local process ids. Written by
+//! `guardctl dev up`; read by `guardctl status` and the admin commands.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::UsageError;
+
+pub const FILE: &str = "cluster.json";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeEntry {
+    pub id: u64,
+    pub peer_addr: String,
+    pub admin_addr: String,
+    pub health_addr: String,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    /// Process id when started locally by `guardctl dev up`.
+    pub pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterFile {
+    pub cluster_id: String,
+    pub genesis: PathBuf,
+    pub admin_key: PathBuf,
+    /// INSECURE development cluster (simulated TEEs): the sim keys to trust.
+    #[serde(default)]
+    pub insecure_sim_keys: Vec<String>,
+    pub nodes: Vec<NodeEntry>,
+}
+
+impl ClusterFile {
+    pub fn load(dir: &Path) -> Result<Self, UsageError> {
+        let path = dir.join(FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            UsageError(format!("cannot read {}: {e} (start a cluster with `guardctl dev up`)", path.display()))
+        })?;
+        serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))
+    }
+
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join(FILE), text)
+    }
+}

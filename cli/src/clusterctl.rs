@@ -1,0 +1,199 @@
+//! `guardctl status` and the signed admin commands.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ed25519_dalek::SigningKey;
+use guardian_node::state::admin;
+use guardian_proto::v1::{
+    admin_command::Body, submit_request, AdminCommand, CreateNamespace, NodeRole, SignedCommand, StatusRequest,
+    SubmitRequest,
+};
+use rand::RngCore;
+use serde_json::json;
+
+use crate::admin_client::Admin;
+use crate::cluster::ClusterFile;
+use crate::output::out;
+use crate::UsageError;
+
+/// Lifetime of commands guardctl signs.
+const COMMAND_LIFETIME_SECS: i64 = 600;
+
+pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFile::load(dir)?;
+    let admin = Admin::new(&cluster)?;
+    let mut rows = Vec::new();
+    let mut view = None;
+    for node in &cluster.nodes {
+        let reply = match admin.connect(node).await {
+            Ok(mut c) => c.status(StatusRequest {}).await.map(|r| r.into_inner()).map_err(|e| e.message().to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let (health, leader, term, applied) = match &reply {
+            Ok(s) => ("healthy".to_string(), s.leader_id, s.term, s.last_applied_index),
+            Err(e) => (format!("unreachable: {e}"), 0, 0, 0),
+        };
+        if let Ok(s) = &reply {
+            if view.as_ref().is_none_or(|v: &guardian_proto::v1::StatusResponse| {
+                s.term > v.term || (s.term == v.term && s.last_applied_index > v.last_applied_index)
+            }) {
+                view = Some(s.clone());
+            }
+        }
+        rows.push(json!({
+            "id": node.id, "address": node.peer_addr, "admin_address": node.admin_addr, "pid": node.pid,
+            "health": health, "leader": leader, "term": term, "last_applied": applied,
+        }));
+    }
+    let members: Vec<_> = view
+        .as_ref()
+        .map(|v| {
+            v.members
+                .iter()
+                .map(|m| {
+                    let role = NodeRole::try_from(m.role)
+                        .unwrap_or(NodeRole::Unspecified)
+                        .as_str_name()
+                        .trim_start_matches("NODE_ROLE_")
+                        .to_lowercase();
+                    json!({"id": m.node_id, "address": m.address, "role": role,
+                           "measurement": m.measurements.get("mrtd").map(hex::encode)})
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let summary = json!({
+        "cluster_id": cluster.cluster_id,
+        "leader": view.as_ref().map(|v| v.leader_id),
+        "term": view.as_ref().map(|v| v.term),
+        "last_applied": view.as_ref().map(|v| v.last_applied_index),
+        "members": members,
+        "nodes": rows,
+    });
+    if as_json {
+        out!("{summary}");
+    } else {
+        out!(
+            "cluster {}  leader {}  term {}  last applied {}",
+            cluster.cluster_id,
+            summary["leader"],
+            summary["term"],
+            summary["last_applied"]
+        );
+        out!(
+            "{:<4} {:<22} {:<8} {:<8} {:<8} {:<10} {}",
+            "id",
+            "address",
+            "pid",
+            "role",
+            "leader",
+            "applied",
+            "health / measurement"
+        );
+        for (row, node) in rows.iter().zip(&cluster.nodes) {
+            let role = members
+                .iter()
+                .find(|m| m["id"] == node.id)
+                .map(|m| m["role"].as_str().unwrap_or("-").to_string())
+                .unwrap_or("-".into());
+            let mrtd = members
+                .iter()
+                .find(|m| m["id"] == node.id)
+                .and_then(|m| m["measurement"].as_str())
+                .map(|m| format!(" mrtd {}…", &m[..16.min(m.len())]))
+                .unwrap_or_default();
+            out!(
+                "{:<4} {:<22} {:<8} {:<8} {:<8} {:<10} {}{}",
+                node.id,
+                node.peer_addr,
+                node.pid.map(|p| p.to_string()).unwrap_or("-".into()),
+                role,
+                row["leader"].to_string(),
+                row["last_applied"].to_string(),
+                row["health"].as_str().unwrap_or(""),
+                mrtd
+            );
+        }
+    }
+    let all_up = rows.iter().all(|r| r["health"] == "healthy");
+    Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn load_admin_key(path: &Path) -> anyhow::Result<SigningKey> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| UsageError(format!("cannot read admin key {}: {e}", path.display())))?;
+    let seed: [u8; 32] = hex::decode(text.trim())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| UsageError(format!("{}: admin key must be 32 bytes of hex", path.display())))?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// Sign `body` with the cluster's admin key and submit it, trying nodes until
+/// the leader accepts it.
+pub async fn submit(dir: &Path, body: Body, reason: &str) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFile::load(dir)?;
+    let admin = Admin::new(&cluster)?;
+    let key = load_admin_key(&cluster.admin_key)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut nonce = vec![0u8; 16];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let cmd = AdminCommand {
+        cluster_id: cluster.cluster_id.clone(),
+        nonce,
+        issued_at_unix: now,
+        expires_at_unix: now + COMMAND_LIFETIME_SECS,
+        reason: reason.to_string(),
+        body: Some(body),
+    };
+    let mut signed = SignedCommand::unsigned(&cmd);
+    admin::sign(&mut signed, &key);
+    let mut last = String::from("no node answered");
+    for _round in 0..20 {
+        for node in &cluster.nodes {
+            let mut client = match admin.connect(node).await {
+                Ok(c) => c,
+                Err(e) => {
+                    last = format!("node {}: {e:#}", node.id);
+                    continue;
+                }
+            };
+            let req = SubmitRequest { command: Some(submit_request::Command::SignedCommand(signed.clone())) };
+            match client.submit(req).await {
+                Ok(r) => {
+                    out!("committed at log index {}", r.into_inner().log_index);
+                    return Ok(ExitCode::SUCCESS);
+                }
+                Err(s) if s.code() == tonic::Code::Unavailable => last = format!("node {}: {}", node.id, s.message()),
+                Err(s) => {
+                    eprintln!("guardctl: refused: {}", s.message());
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    Err(anyhow::anyhow!("could not submit: {last}"))
+}
+
+pub fn create_namespace(name: &str) -> Body {
+    Body::CreateNamespace(CreateNamespace { namespace: name.to_string(), ..Default::default() })
+}
+
+/// True when every node answers and they agree on a leader of a bootstrapped cluster.
+pub async fn status_quiet(dir: &Path) -> bool {
+    let Ok(cluster) = ClusterFile::load(dir) else { return false };
+    let Ok(admin) = Admin::new(&cluster) else { return false };
+    let mut leaders = std::collections::BTreeSet::new();
+    for node in &cluster.nodes {
+        let Ok(mut c) = admin.connect(node).await else { return false };
+        match c.status(StatusRequest {}).await {
+            Ok(s) if s.get_ref().leader_id != 0 && !s.get_ref().members.is_empty() => {
+                leaders.insert(s.get_ref().leader_id);
+            }
+            _ => return false,
+        }
+    }
+    leaders.len() == 1
+}

@@ -1,0 +1,167 @@
+//! `guardctl dev up`: a local cluster of guardian processes on 127.0.0.1 with
+//! the INSECURE simulated TEE, a generated genesis and admin key.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ed25519_dalek::SigningKey;
+use guardian_node::attest::sim::{SimMeasurements, SimTee, INSECURE_LABEL};
+use rand::RngCore;
+
+use crate::cluster::{ClusterFile, NodeEntry};
+use crate::UsageError;
+
+/// Label the dev cluster's simulated measurements derive from; the genesis
+/// guardian policy pins exactly these.
+pub const DEV_LABEL: &str = "guardian-dev";
+
+pub struct Options {
+    pub nodes: u32,
+    pub threshold: u32,
+    pub dir: PathBuf,
+    pub base_port: u16,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::thread_rng().fill_bytes(&mut b);
+    b
+}
+
+fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Write genesis, admin key, node configs and cluster.json for a new dev cluster.
+pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
+    if o.nodes == 0 || o.threshold == 0 || o.threshold > o.nodes {
+        return Err(UsageError(format!("--threshold {} must be between 1 and --nodes {}", o.threshold, o.nodes)).into());
+    }
+    if o.dir.join(crate::cluster::FILE).exists() {
+        return Err(UsageError(format!(
+            "{} already holds a cluster; remove it or pick another --dir",
+            o.dir.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(&o.dir)?;
+    let dir = o.dir.canonicalize()?;
+    let cluster_id = hex::encode(random::<16>());
+    let admin = SigningKey::from_bytes(&random::<32>());
+    let admin_key = dir.join("admin.key");
+    write_secret(&admin_key, &hex::encode(admin.to_bytes()))?;
+
+    let m = SimMeasurements::from_label(DEV_LABEL);
+    let seeds: Vec<[u8; 32]> = (0..o.nodes).map(|_| random::<32>()).collect();
+    let sim_keys: Vec<String> = seeds
+        .iter()
+        .map(|s| hex::encode(SimTee::new(s, SimMeasurements::from_label(DEV_LABEL)).public_key()))
+        .collect();
+    let port = |offset: u32, i: u32| -> anyhow::Result<u16> {
+        u16::try_from(u32::from(o.base_port) + offset + i).map_err(|_| anyhow::anyhow!("--base-port too high"))
+    };
+
+    let mut genesis = format!(
+        "# Development genesis: INSECURE simulated TEEs. Never use for real data.\n\
+         cluster_id = \"{cluster_id}\"\nthreshold = {}\nadmin_quorum = 1\n\n",
+        o.threshold
+    );
+    let mut nodes = Vec::new();
+    for i in 0..o.nodes {
+        let id = u64::from(i + 1);
+        let entry = NodeEntry {
+            id,
+            peer_addr: format!("127.0.0.1:{}", port(0, i)?),
+            admin_addr: format!("127.0.0.1:{}", port(100, i)?),
+            health_addr: format!("127.0.0.1:{}", port(200, i)?),
+            config: dir.join(format!("node-{id}.toml")),
+            data_dir: dir.join(format!("node-{id}")),
+            pid: None,
+        };
+        genesis.push_str(&format!("[[members]]\nid = {id}\naddr = \"{}\"\n\n", entry.peer_addr));
+        nodes.push(entry);
+    }
+    genesis.push_str(&format!(
+        "[[admins]]\nname = \"dev-admin\"\npublic_key = \"{}\"\n\n\
+         [guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n\n\
+         [[guardian_policy.tdx]]\nname = \"{DEV_LABEL}\"\nmrtd = \"{}\"\nrtmr0 = \"{}\"\nrtmr1 = \"{}\"\nrtmr2 = \"{}\"\nrtmr3 = \"{}\"\n",
+        hex::encode(admin.verifying_key().to_bytes()),
+        hex::encode(m.mrtd),
+        hex::encode(m.rtmr[0]),
+        hex::encode(m.rtmr[1]),
+        hex::encode(m.rtmr[2]),
+        hex::encode(m.rtmr[3]),
+    ));
+    let genesis_path = dir.join("genesis.toml");
+    std::fs::write(&genesis_path, genesis)?;
+    let trusted = sim_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    for (n, seed) in nodes.iter().zip(&seeds) {
+        let config = format!(
+            "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n\n\
+             [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n",
+            n.id,
+            n.data_dir.display(),
+            genesis_path.display(),
+            n.peer_addr,
+            n.admin_addr,
+            n.health_addr,
+            hex::encode(seed)
+        );
+        write_secret(&n.config, &config)?;
+    }
+    let cluster = ClusterFile { cluster_id, genesis: genesis_path, admin_key, insecure_sim_keys: sim_keys, nodes };
+    cluster.save(&dir)?;
+    Ok(cluster)
+}
+
+/// The `guardian` binary next to this `guardctl`.
+pub fn guardian_binary() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name(format!("guardian{}", std::env::consts::EXE_SUFFIX));
+    if !bin.exists() {
+        return Err(
+            UsageError(format!("{} not found: build it with `cargo build -p guardian-node`", bin.display())).into()
+        );
+    }
+    Ok(bin)
+}
+
+/// Start one node's process, logging to `<dir>/node-<id>.log`.
+pub fn spawn(bin: &Path, dir: &Path, node: &NodeEntry) -> anyhow::Result<Child> {
+    let log = std::fs::File::create(dir.join(format!("node-{}.log", node.id)))?;
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(&node.config)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()?;
+    Ok(child)
+}
+
+/// Ask every child to stop (SIGTERM), then kill what is left after `grace`.
+pub fn stop_all(children: &mut [Child], grace: Duration) {
+    for c in children.iter() {
+        if let Ok(pid) = i32::try_from(c.id()) {
+            // SAFETY: kill(2) with a pid we spawned and SIGTERM has no memory effects.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+    let deadline = Instant::now() + grace;
+    for c in children.iter_mut() {
+        while Instant::now() < deadline {
+            if matches!(c.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

@@ -1,0 +1,184 @@
+//! The daemon's configuration: a TOML file, overridden by command-line flags.
+//!
+//! ```toml
+//! node_id = 1
+//! data_dir = "/var/lib/guardian"
+//! genesis = "/etc/guardian/genesis.toml"
+//! peer_listen = "0.0.0.0:7100"     # RA-TLS between guardians; advertise = the genesis address
+//! admin_listen = "127.0.0.1:7200"  # guardctl (server-attested TLS; commands are signed)
+//! health_listen = "127.0.0.1:7300" # HTTP: /healthz (process up), /readyz (in a cluster with a leader)
+//! log_format = "text"              # or "json"
+//!
+//! [tee]
+//! kind = "tdx"                     # or "sim" (development only, see below)
+//! collateral = "/etc/guardian/collateral.json"
+//!
+//! # Development only. Both lines are needed, and the genesis guardian policy
+//! # must accept "sim" evidence too; a production genesis never does.
+//! # kind = "sim"
+//! # insecure_simulated_tee = true
+//! # sim_seed = "<64 hex>"            # this node's simulated TEE key
+//! # sim_trusted_keys = ["<64 hex>"]  # the simulated TEEs of the other nodes
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Which TEE this node runs in, and so how it produces evidence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeeConfig {
+    Tdx {
+        collateral: Option<PathBuf>,
+    },
+    /// INSECURE simulated TEE. Only constructed when the config says so twice.
+    InsecureSim {
+        seed: [u8; 32],
+        trusted_keys: Vec<[u8; 32]>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub genesis: PathBuf,
+    pub peer_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub health_listen: SocketAddr,
+    pub log_format: LogFormat,
+    pub tee: TeeConfig,
+    /// Raft timing, milliseconds (defaults suit a LAN; raise across clouds).
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    /// Build a snapshot after this many applied entries.
+    pub snapshot_every: u64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigToml {
+    pub node_id: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub genesis: Option<PathBuf>,
+    pub peer_listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub health_listen: Option<SocketAddr>,
+    pub log_format: Option<LogFormat>,
+    pub heartbeat_ms: Option<u64>,
+    pub election_timeout_ms: Option<u64>,
+    pub snapshot_every: Option<u64>,
+    #[serde(default)]
+    pub tee: TeeToml,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TeeToml {
+    pub kind: Option<String>,
+    pub collateral: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_simulated_tee: bool,
+    pub sim_seed: Option<String>,
+    #[serde(default)]
+    pub sim_trusted_keys: Vec<String>,
+}
+
+fn hex32(s: &str, what: &str) -> Result<[u8; 32], ConfigError> {
+    hex::decode(s)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| ConfigError(format!("{what} must be 32 bytes of hex")))
+}
+
+impl ConfigToml {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Validate into a [`Config`]; missing required settings are named.
+    pub fn build(self) -> Result<Config, ConfigError> {
+        let need =
+            |what: &str| ConfigError(format!("{what} is required (config file or --{})", what.replace('_', "-")));
+        let tee = match self.tee.kind.as_deref().unwrap_or("tdx") {
+            "tdx" => {
+                if self.tee.insecure_simulated_tee || self.tee.sim_seed.is_some() {
+                    return Err(ConfigError("sim settings are only valid with tee.kind = \"sim\"".into()));
+                }
+                TeeConfig::Tdx { collateral: self.tee.collateral }
+            }
+            "sim" => {
+                if !self.tee.insecure_simulated_tee {
+                    return Err(ConfigError(
+                        "tee.kind = \"sim\" is the INSECURE simulated TEE; it also needs tee.insecure_simulated_tee = true, and is for development only".into(),
+                    ));
+                }
+                let seed = hex32(self.tee.sim_seed.as_deref().ok_or_else(|| need("tee.sim_seed"))?, "tee.sim_seed")?;
+                let trusted_keys = self
+                    .tee
+                    .sim_trusted_keys
+                    .iter()
+                    .map(|k| hex32(k, "tee.sim_trusted_keys entry"))
+                    .collect::<Result<_, _>>()?;
+                TeeConfig::InsecureSim { seed, trusted_keys }
+            }
+            other => {
+                return Err(ConfigError(format!(
+                    "unknown tee.kind {other:?}: use \"tdx\" (or \"sim\" for development)"
+                )))
+            }
+        };
+        Ok(Config {
+            node_id: self.node_id.ok_or_else(|| need("node_id"))?,
+            data_dir: self.data_dir.ok_or_else(|| need("data_dir"))?,
+            genesis: self.genesis.ok_or_else(|| need("genesis"))?,
+            peer_listen: self.peer_listen.ok_or_else(|| need("peer_listen"))?,
+            admin_listen: self.admin_listen.ok_or_else(|| need("admin_listen"))?,
+            health_listen: self.health_listen.ok_or_else(|| need("health_listen"))?,
+            log_format: self.log_format.unwrap_or(LogFormat::Text),
+            tee,
+            heartbeat_ms: self.heartbeat_ms.unwrap_or(250),
+            election_timeout_ms: self.election_timeout_ms.unwrap_or(1500),
+            snapshot_every: self.snapshot_every.unwrap_or(1000),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "node_id = 1\ndata_dir = \"/d\"\ngenesis = \"/g\"\npeer_listen = \"127.0.0.1:1\"\nadmin_listen = \"127.0.0.1:2\"\nhealth_listen = \"127.0.0.1:3\"\n";
+
+    #[test]
+    fn sim_needs_both_switches() {
+        let seed = "11".repeat(32);
+        let one = format!("{BASE}[tee]\nkind = \"sim\"\nsim_seed = \"{seed}\"\n");
+        let e = ConfigToml::parse(&one).unwrap().build().unwrap_err().to_string();
+        assert!(e.contains("INSECURE"), "{e}");
+        let both = format!("{BASE}[tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{seed}\"\n");
+        assert!(matches!(ConfigToml::parse(&both).unwrap().build().unwrap().tee, TeeConfig::InsecureSim { .. }));
+        let stray = format!("{BASE}[tee]\ninsecure_simulated_tee = true\n");
+        assert!(ConfigToml::parse(&stray).unwrap().build().is_err());
+        assert!(matches!(ConfigToml::parse(BASE).unwrap().build().unwrap().tee, TeeConfig::Tdx { .. }));
+    }
+
+    #[test]
+    fn errors_name_the_setting() {
+        let e = ConfigToml::parse("node_id = 1").unwrap().build().unwrap_err().to_string();
+        assert!(e.contains("data_dir is required"), "{e}");
+        assert!(ConfigToml::parse("nodeid = 1").is_err());
+    }
+}

@@ -1,0 +1,367 @@
+//! Starting and running one guardian node.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use guardian_proto::v1::admin_service_server::AdminServiceServer;
+use guardian_proto::v1::peer_service_server::PeerServiceServer;
+use openraft::{Config as RaftConfig, SnapshotPolicy};
+use tokio::sync::watch;
+
+use super::admin::AdminServer;
+use super::config::{Config, TeeConfig};
+use super::health::{self, Readiness};
+use crate::attest::sim::{SimMeasurements, SimTee, SimTrust};
+use crate::attest::Verifier;
+use crate::net::ratls::cert::{self, CertRequest, EvidenceSource, NodeKey};
+use crate::net::ratls::grpc::{self, CredentialResolver};
+use crate::net::ratls::verify::{AttestingPeerPolicy, PeerCertificate, PeerPolicy};
+use crate::net::ratls::{system_clock, Clock};
+use crate::raft::network::{BoxFuture, Connector, Network};
+use crate::raft::service::PeerServer;
+use crate::raft::types::{NodeAddr, Raft};
+use crate::state::apply::NodeApplier;
+use crate::state::genesis::Genesis;
+use crate::state::{Command, Member, MemberStatus, NodeId, NodeIdentity};
+use crate::store::{self, DevFileSealer, Sealer, StateView};
+
+/// Lifetime of RA-TLS certificates; renewed with fresh evidence well before expiry.
+const CERT_LIFETIME: u64 = 24 * 3600;
+/// Label the dev cluster's simulated measurements derive from.
+pub const SIM_LABEL: &str = "guardian-dev";
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(String);
+
+fn err(context: &str) -> impl Fn(String) -> StartError + '_ {
+    move |e| StartError(format!("{context}: {e}"))
+}
+
+/// Identities seen on successful handshakes, for the bootstrap entry.
+type Observed = Arc<Mutex<BTreeMap<NodeId, NodeIdentity>>>;
+
+/// Load the sealed node key, or make and seal one.
+fn node_key(dir: &Path, sealer: &dyn Sealer) -> Result<NodeKey, StartError> {
+    const AAD: &[u8] = b"guardian/node-key";
+    let path = dir.join("node.key.sealed");
+    match std::fs::read(&path) {
+        Ok(sealed) => {
+            let der = sealer.unseal(AAD, &sealed).map_err(|e| err("unsealing the node key")(e.to_string()))?;
+            NodeKey::from_pkcs8_der(&der).map_err(|e| err("node key")(e.to_string()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = NodeKey::generate().map_err(|e| err("generating the node key")(e.to_string()))?;
+            let sealed = sealer.seal(AAD, &key.pkcs8_der()).map_err(|e| err("sealing the node key")(e.to_string()))?;
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, sealed)
+                .and_then(|_| std::fs::rename(&tmp, &path))
+                .map_err(|e| err("writing the node key")(e.to_string()))?;
+            Ok(key)
+        }
+        Err(e) => Err(err("reading the node key")(e.to_string())),
+    }
+}
+
+/// The peer policy's own checks, against the replicated state (after
+/// bootstrap) or the genesis file (before): membership, pinned identity, revocation.
+fn membership_check(genesis: &Genesis, view: StateView, observed: Observed) -> crate::net::ratls::verify::ExtraCheck {
+    let genesis = genesis.clone();
+    Arc::new(move |peer: &PeerCertificate, _claims| {
+        let state = view.state();
+        if state.revoked.contains(&peer.identity) {
+            return Err(format!("node {} (identity {}) is revoked", peer.node_id, peer.identity));
+        }
+        if state.genesis_digest.is_some() {
+            let member =
+                state.members.get(&peer.node_id).ok_or_else(|| format!("node {} is not a member", peer.node_id))?;
+            if member.identity != peer.identity {
+                return Err(format!(
+                    "node {} presented identity {}, the cluster knows it as {}",
+                    peer.node_id, peer.identity, member.identity
+                ));
+            }
+        } else if genesis.member(peer.node_id).is_none() {
+            return Err(format!("node {} is not a genesis member", peer.node_id));
+        }
+        if let Ok(mut o) = observed.lock() {
+            o.insert(peer.node_id, peer.identity);
+        }
+        Ok(())
+    })
+}
+
+/// Opens RA-TLS channels to peers, insisting the peer is the node we meant.
+struct RaTlsConnector {
+    creds: Arc<CredentialResolver>,
+    policy: Arc<dyn PeerPolicy>,
+    clock: Clock,
+}
+
+impl Connector for RaTlsConnector {
+    fn connect(&self, target: NodeId, addr: String) -> BoxFuture<'static, Result<tonic::transport::Channel, String>> {
+        let tls = grpc::client_tls(self.creds.clone(), self.policy.clone(), self.clock.clone(), Some(target));
+        Box::pin(async move {
+            let tls = tls.map_err(|e| e.to_string())?;
+            let addr: SocketAddr = tokio::net::lookup_host(&addr)
+                .await
+                .map_err(|e| e.to_string())?
+                .next()
+                .ok_or_else(|| format!("{addr} does not resolve"))?;
+            grpc::connect(addr, tls).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+struct Ready {
+    raft: Raft,
+    state: StateView,
+}
+
+impl Readiness for Ready {
+    fn ready(&self) -> Result<(), String> {
+        if self.state.with_state(|s| s.genesis_digest.is_none()) {
+            return Err("not bootstrapped yet".into());
+        }
+        match self.raft.metrics().borrow().current_leader {
+            Some(_) => Ok(()),
+            None => Err("no leader".into()),
+        }
+    }
+}
+
+/// Run a node until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let genesis_text =
+        std::fs::read_to_string(&config.genesis).map_err(|e| err("reading the genesis file")(e.to_string()))?;
+    let genesis = Genesis::parse(&genesis_text).map_err(|e| StartError(e.to_string()))?;
+    let me = genesis.member(config.node_id).cloned().ok_or_else(|| {
+        StartError(format!(
+            "node {} is not in the genesis file; joining an existing cluster is not supported yet",
+            config.node_id
+        ))
+    })?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| err("creating the data directory")(e.to_string()))?;
+    let clock = system_clock();
+
+    let (source, verifier, mrtd): (Box<dyn EvidenceSource>, Verifier, String) = match &config.tee {
+        TeeConfig::InsecureSim { seed, trusted_keys } => {
+            tracing::warn!("INSECURE simulated TEE: this node proves nothing about its hardware; development only");
+            let m = SimMeasurements::from_label(SIM_LABEL);
+            let mrtd = hex::encode(m.mrtd);
+            let tee = SimTee::new(seed, m);
+            let mut keys = trusted_keys.clone();
+            keys.push(tee.public_key());
+            let trust = SimTrust::insecure_for_development(&keys).map_err(|e| StartError(e.to_string()))?;
+            (Box::new(tee), Verifier { sim: Some(trust), ..Verifier::default() }, mrtd)
+        }
+        TeeConfig::Tdx { .. } => {
+            return Err(StartError(
+                "TDX quote generation inside the guest is not available in this build yet; use the simulated TEE for development".into(),
+            ))
+        }
+    };
+    // The development file sealer is the only sealer so far (INSECURE: the key sits beside the data).
+    let sealer: Arc<dyn Sealer> =
+        Arc::new(DevFileSealer::open_insecure(&config.data_dir).map_err(|e| err("opening the sealer")(e.to_string()))?);
+    let key = node_key(&config.data_dir, sealer.as_ref())?;
+    let issue = {
+        let cluster_id = genesis.cluster_id;
+        let node_id = config.node_id;
+        move |key: &NodeKey, now: u64| {
+            cert::issue(key, &CertRequest { cluster_id, node_id, now, lifetime: CERT_LIFETIME }, source.as_ref())
+                .map_err(|e| StartError(format!("issuing the RA-TLS certificate: {e}")))
+        }
+    };
+    let creds = CredentialResolver::new(issue(&key, clock())?).map_err(|e| err("TLS credentials")(e.to_string()))?;
+    tracing::info!(node = config.node_id, identity = %key.identity(), "node identity");
+
+    let applier = Arc::new(NodeApplier { genesis: genesis.clone() });
+    let (log, sm) =
+        store::open(&config.data_dir, sealer.clone(), applier).map_err(|e| err("opening the store")(e.to_string()))?;
+    let view = sm.view();
+    let observed: Observed = Arc::default();
+    let policy: Arc<dyn PeerPolicy> = Arc::new(
+        AttestingPeerPolicy::new(genesis.cluster_id, Arc::new(verifier), genesis.guardian_policy.clone())
+            .with_extra(membership_check(&genesis, view.clone(), observed.clone())),
+    );
+
+    let raft_config = RaftConfig {
+        cluster_name: hex::encode(genesis.cluster_id),
+        heartbeat_interval: config.heartbeat_ms,
+        election_timeout_min: config.election_timeout_ms,
+        election_timeout_max: config.election_timeout_ms * 2,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| err("Raft configuration")(e.to_string()))?;
+    let network = Network {
+        connector: Arc::new(RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() }),
+    };
+    let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
+        .await
+        .map_err(|e| err("starting Raft")(e.to_string()))?;
+
+    // One shutdown signal fans out to every task.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let peer_listener = tokio::net::TcpListener::bind(config.peer_listen)
+        .await
+        .map_err(|e| err("binding the peer port")(e.to_string()))?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin_listen)
+        .await
+        .map_err(|e| err("binding the admin port")(e.to_string()))?;
+    let health_listener = tokio::net::TcpListener::bind(config.health_listen)
+        .await
+        .map_err(|e| err("binding the health port")(e.to_string()))?;
+
+    let peer_tls =
+        grpc::server_tls(creds.clone(), policy.clone(), clock.clone()).map_err(|e| err("peer TLS")(e.to_string()))?;
+    let peer_router = tonic::transport::Server::builder()
+        .add_service(PeerServiceServer::new(PeerServer { raft: raft.clone() }).max_decoding_message_size(64 << 20));
+    let peer_task = tokio::spawn(grpc::serve(peer_listener, peer_tls, peer_router, stopped(stop_rx.clone())));
+
+    let admin_tls = super::admin_tls(creds.clone()).map_err(|e| err("admin TLS")(e.to_string()))?;
+    let admin_router = tonic::transport::Server::builder().add_service(AdminServiceServer::new(AdminServer {
+        node_id: config.node_id,
+        raft: raft.clone(),
+        state: view.clone(),
+        genesis: genesis.clone(),
+        clock: clock.clone(),
+    }));
+    let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
+
+    let ready = Arc::new(Ready { raft: raft.clone(), state: view.clone() });
+    let health_task = tokio::spawn(health::serve(health_listener, ready, stopped(stop_rx.clone())));
+
+    let boot_task = tokio::spawn(bootstrap(
+        raft.clone(),
+        genesis.clone(),
+        config.node_id,
+        key.identity(),
+        mrtd.clone(),
+        view.clone(),
+        observed.clone(),
+        RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() },
+        stopped(stop_rx.clone()),
+    ));
+    let renew_task = tokio::spawn({
+        let creds = creds.clone();
+        let clock = clock.clone();
+        let stop = stopped(stop_rx.clone());
+        async move {
+            tokio::pin!(stop);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                    _ = &mut stop => return,
+                }
+                if creds.needs_renewal(clock()) {
+                    match issue(&key, clock()).map(|c| creds.renew(c)) {
+                        Ok(Ok(())) => tracing::info!("renewed the RA-TLS certificate with fresh evidence"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "installing the renewed certificate failed"),
+                        Err(e) => tracing::error!(error = %e, "renewing the RA-TLS certificate failed"),
+                    }
+                }
+            }
+        }
+    });
+    tracing::info!(node = config.node_id, peer = %me.addr, admin = %config.admin_listen, health = %config.health_listen, "guardian node started");
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!(error = %e, "Raft shutdown");
+    }
+    for t in [boot_task, renew_task] {
+        let _ = t.await;
+    }
+    let _ = health_task.await;
+    let _ = peer_task.await;
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Found the cluster from the genesis file once every member has been
+/// attested: the initializer (lowest id) initializes Raft with all genesis
+/// members as voters; whichever node then leads proposes the bootstrap entry
+/// with the identities it attested. Idempotent across restarts.
+#[allow(clippy::too_many_arguments)]
+async fn bootstrap(
+    raft: Raft,
+    genesis: Genesis,
+    me: NodeId,
+    my_identity: NodeIdentity,
+    mrtd: String,
+    view: StateView,
+    observed: Observed,
+    connector: RaTlsConnector,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+            _ = &mut stop => return,
+        }
+        if view.with_state(|s| s.genesis_digest.is_some()) {
+            return;
+        }
+        // Attest every peer we have not seen yet (the handshake does it both ways).
+        let missing: Vec<_> = {
+            let seen = observed.lock().map(|o| o.clone()).unwrap_or_default();
+            genesis.members.iter().filter(|m| m.id != me && !seen.contains_key(&m.id)).cloned().collect()
+        };
+        for m in &missing {
+            if let Err(e) = connector.connect(m.id, m.addr.clone()).await {
+                tracing::debug!(peer = m.id, error = %e, "peer not attested yet");
+            }
+        }
+        let seen = observed.lock().map(|o| o.clone()).unwrap_or_default();
+        let all_seen = genesis.members.iter().all(|m| m.id == me || seen.contains_key(&m.id));
+        if !all_seen {
+            continue;
+        }
+        let metrics = raft.metrics().borrow().clone();
+        let initialized = metrics.membership_config.membership().voter_ids().next().is_some();
+        if !initialized && me == genesis.initializer() {
+            let members: BTreeMap<NodeId, NodeAddr> =
+                genesis.members.iter().map(|m| (m.id, NodeAddr { addr: m.addr.clone() })).collect();
+            match raft.initialize(members).await {
+                Ok(()) => tracing::info!("initialized Raft with every genesis member as a voter"),
+                Err(e) => tracing::debug!(error = %e, "initialize"),
+            }
+            continue;
+        }
+        if metrics.current_leader == Some(me) {
+            let members = genesis
+                .members
+                .iter()
+                .map(|m| Member {
+                    id: m.id,
+                    addr: m.addr.clone(),
+                    identity: if m.id == me { my_identity } else { seen[&m.id] },
+                    mrtd: mrtd.clone(),
+                    status: MemberStatus::Voter,
+                })
+                .collect();
+            match raft.client_write(Command::Bootstrap { genesis_digest: genesis.digest, members }).await {
+                Ok(r) => tracing::info!(index = r.log_id.index, response = ?r.data, "proposed the bootstrap entry"),
+                Err(e) => tracing::warn!(error = %e, "proposing the bootstrap entry"),
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The peer gRPC service: Raft RPCs into the local Raft node. Threshold
+//! protocol rounds and joins arrive with later issues.
+
+use guardian_proto::v1::peer_service_server::PeerService;
+use guardian_proto::v1::{
+    raft_response, EvalShareRequest, EvalShareResponse, FrostCommitRequest, FrostCommitResponse, FrostSignRequest,
+    FrostSignResponse, JoinRequest, JoinResponse, RaftCodec, RaftRequest, RaftResponse, RoundAck, RoundMessage,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tonic::{Request, Response, Status};
+
+use super::types::Raft;
+
+pub struct PeerServer {
+    pub raft: Raft,
+}
+
+fn decode<T: DeserializeOwned>(req: &RaftRequest) -> Result<T, Status> {
+    if req.codec != RaftCodec::Json as i32 {
+        return Err(Status::invalid_argument("unsupported Raft codec"));
+    }
+    serde_json::from_slice(&req.payload).map_err(|e| Status::invalid_argument(format!("bad Raft payload: {e}")))
+}
+
+/// Package an openraft result: a Raft error is the remote's decision, carried as such.
+fn encode<T: Serialize, E: Serialize>(result: Result<T, E>) -> Result<Response<RaftResponse>, Status> {
+    let result = match result {
+        Ok(v) => raft_response::Result::Payload(to_json(&v)?),
+        Err(e) => raft_response::Result::RaftError(to_json(&e)?),
+    };
+    Ok(Response::new(RaftResponse { codec: RaftCodec::Json as i32, result: Some(result) }))
+}
+
+fn to_json<T: Serialize>(v: &T) -> Result<Vec<u8>, Status> {
+    serde_json::to_vec(v).map_err(|e| Status::internal(format!("encoding Raft response: {e}")))
+}
+
+/// The answer for an RPC whose feature is not in this version.
+pub fn not_yet<T>(what: &str) -> Result<Response<T>, Status> {
+    Err(Status::unimplemented(format!("{what} arrives with a later version")))
+}
+
+#[tonic::async_trait]
+impl PeerService for PeerServer {
+    #[tracing::instrument(skip_all, name = "peer.append_entries")]
+    async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        encode(self.raft.append_entries(decode(req.get_ref())?).await)
+    }
+
+    #[tracing::instrument(skip_all, name = "peer.vote")]
+    async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        encode(self.raft.vote(decode(req.get_ref())?).await)
+    }
+
+    #[tracing::instrument(skip_all, name = "peer.install_snapshot")]
+    async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        encode(self.raft.install_snapshot(decode(req.get_ref())?).await)
+    }
+
+    async fn join(&self, _req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        not_yet("joining")
+    }
+    async fn threshold_round(&self, _req: Request<RoundMessage>) -> Result<Response<RoundAck>, Status> {
+        not_yet("threshold rounds")
+    }
+    async fn eval_share(&self, _req: Request<EvalShareRequest>) -> Result<Response<EvalShareResponse>, Status> {
+        not_yet("threshold evaluation")
+    }
+    async fn frost_commit(&self, _req: Request<FrostCommitRequest>) -> Result<Response<FrostCommitResponse>, Status> {
+        not_yet("FROST signing")
+    }
+    async fn frost_sign(&self, _req: Request<FrostSignRequest>) -> Result<Response<FrostSignResponse>, Status> {
+        not_yet("FROST signing")
+    }
+}
