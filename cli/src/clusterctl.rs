@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use ed25519_dalek::SigningKey;
 use guardian_node::state::admin;
 use guardian_proto::v1::{
-    admin_command::Body, submit_request, AdminCommand, CreateNamespace, NodeRole, SignedCommand, StatusRequest,
-    SubmitRequest,
+    admin_command::Body, submit_request, AdminCommand, CreateNamespace, ListNamespacesRequest, NodeRole, SignedCommand,
+    StatusRequest, SubmitRequest,
 };
 use rand::RngCore;
 use serde_json::json;
@@ -196,4 +196,30 @@ pub async fn status_quiet(dir: &Path) -> bool {
         }
     }
     leaders.len() == 1
+}
+
+/// List namespaces as one node (or the first that answers) sees them.
+pub async fn list_namespaces(dir: &Path, node: Option<u64>, as_json: bool) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFile::load(dir)?;
+    let admin = Admin::new(&cluster)?;
+    let mut last = String::from("no node in cluster.json");
+    for n in cluster.nodes.iter().filter(|n| node.is_none_or(|id| id == n.id)) {
+        let reply = match admin.connect(n).await {
+            Ok(mut c) => c.list_namespaces(ListNamespacesRequest {}).await.map_err(|e| e.message().to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match reply {
+            Ok(r) => {
+                let names: Vec<String> = r.into_inner().namespaces.into_iter().map(|n| n.namespace).collect();
+                if as_json {
+                    out!("{}", json!({ "node": n.id, "namespaces": names }));
+                } else {
+                    names.iter().for_each(|name| out!("{name}"));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(e) => last = format!("node {}: {e}", n.id),
+        }
+    }
+    Err(anyhow::anyhow!("no node answered: {last}"))
 }

@@ -62,6 +62,16 @@ enum NamespaceCmd {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// List namespaces as a node sees them.
+    List {
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Ask this node (default: the first that answers).
+        #[arg(long)]
+        node: Option<u64>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// A failure that is the caller's to fix (exit 2), as opposed to a refusal (exit 1).
@@ -100,6 +110,9 @@ fn main() -> ExitCode {
         Command::Namespace(NamespaceCmd::Create { name, cluster, reason }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::submit(&cluster, clusterctl::create_namespace(&name), &reason))),
+        Command::Namespace(NamespaceCmd::List { cluster, node, json }) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(clusterctl::list_namespaces(&cluster, node, json))),
     };
     match result {
         Ok(code) => code,

@@ -369,7 +369,8 @@ fn b7_snp_evidence_is_refused() {
     let report = p("trustee/snp/test-report.bin");
     let c = p("phala-dcap-qvl/tdx_quote_collateral.json");
     for kind in ["tdx", "az-tdx-vtpm", "sim"] {
-        let out = run_guardctl(["evidence", "verify", "--evidence", &report, "--kind", kind, "--collateral", &c, "--json"]);
+        let out =
+            run_guardctl(["evidence", "verify", "--evidence", &report, "--kind", kind, "--collateral", &c, "--json"]);
         let j = json_of(&out);
         assert_eq!(code(&out), 1, "{kind}: {j}");
         assert_eq!(j["verified"], false);

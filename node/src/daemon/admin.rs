@@ -123,7 +123,10 @@ impl AdminService for AdminServer {
         &self,
         _r: Request<ListNamespacesRequest>,
     ) -> Result<Response<ListNamespacesResponse>, Status> {
-        not_yet("namespace listing")
+        let namespaces = self.state.with_state(|s| {
+            s.namespaces.iter().map(|n| NamespaceSummary { namespace: n.clone(), ..Default::default() }).collect()
+        });
+        Ok(Response::new(ListNamespacesResponse { namespaces }))
     }
     async fn get_namespace(&self, _r: Request<GetNamespaceRequest>) -> Result<Response<GetNamespaceResponse>, Status> {
         not_yet("namespace details")

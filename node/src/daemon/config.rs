@@ -65,6 +65,9 @@ pub struct Config {
     pub election_timeout_ms: u64,
     /// Build a snapshot after this many applied entries.
     pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot for slow followers (beyond them, a
+    /// follower catches up by installing the snapshot).
+    pub snapshot_keep_logs: u64,
 }
 
 #[derive(Deserialize, Default)]
@@ -80,6 +83,7 @@ pub struct ConfigToml {
     pub heartbeat_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
     pub snapshot_every: Option<u64>,
+    pub snapshot_keep_logs: Option<u64>,
     #[serde(default)]
     pub tee: TeeToml,
 }
@@ -152,6 +156,7 @@ impl ConfigToml {
             heartbeat_ms: self.heartbeat_ms.unwrap_or(250),
             election_timeout_ms: self.election_timeout_ms.unwrap_or(1500),
             snapshot_every: self.snapshot_every.unwrap_or(1000),
+            snapshot_keep_logs: self.snapshot_keep_logs.unwrap_or(1000),
         })
     }
 }

@@ -198,7 +198,7 @@ pub async fn run(
         election_timeout_min: config.election_timeout_ms,
         election_timeout_max: config.election_timeout_ms * 2,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
-        max_in_snapshot_log_to_keep: 100,
+        max_in_snapshot_log_to_keep: config.snapshot_keep_logs,
         ..Default::default()
     }
     .validate()

@@ -1,0 +1,195 @@
+//! Real clusters for tests: `guardctl dev init` writes genesis and configs,
+//! then each node is a real `guardian` process on 127.0.0.1, driven and
+//! inspected through `guardctl` as an operator would.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bin::guardctl;
+
+/// Raft timing and snapshot settings written into every node's config.
+#[derive(Debug, Clone, Copy)]
+pub struct Tuning {
+    pub heartbeat_ms: u64,
+    pub election_timeout_ms: u64,
+    pub snapshot_every: u64,
+    pub snapshot_keep_logs: u64,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning { heartbeat_ms: 100, election_timeout_ms: 700, snapshot_every: 1000, snapshot_keep_logs: 1000 }
+    }
+}
+
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub n: u64,
+    children: BTreeMap<u64, Child>,
+    restarts: u32,
+}
+
+/// A base port whose peer/admin/health ranges (base.., base+100.., base+200..) are free now.
+fn free_base(n: u16) -> u16 {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    loop {
+        let slot = NEXT.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000 + (std::process::id() as u16 % 97) * 300 + slot.wrapping_mul(307) % 29_000;
+        let free = (0..n).all(|i| [0, 100, 200].iter().all(|o| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()));
+        if free {
+            return base;
+        }
+    }
+}
+
+pub fn guardian_bin() -> PathBuf {
+    guardctl().with_file_name(format!("guardian{}", std::env::consts::EXE_SUFFIX))
+}
+
+impl TestCluster {
+    /// Write an `n`-node cluster and start every node.
+    pub fn start(n: u64, tuning: Tuning) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = free_base(n as u16);
+        let out = Command::new(guardctl())
+            .args(["dev", "init", "--nodes", &n.to_string(), "--threshold", &n.div_ceil(2).to_string()])
+            .arg("--dir")
+            .arg(dir.path())
+            .args(["--base-port", &base.to_string()])
+            .output()
+            .expect("guardctl dev init");
+        assert!(out.status.success(), "dev init: {}", String::from_utf8_lossy(&out.stderr));
+        for id in 1..=n {
+            let p = dir.path().join(format!("node-{id}.toml"));
+            let cfg = std::fs::read_to_string(&p).expect("node config");
+            let tuned = format!(
+                "heartbeat_ms = {}\nelection_timeout_ms = {}\nsnapshot_every = {}\nsnapshot_keep_logs = {}\n{cfg}",
+                tuning.heartbeat_ms, tuning.election_timeout_ms, tuning.snapshot_every, tuning.snapshot_keep_logs
+            );
+            std::fs::write(&p, tuned).expect("write config");
+        }
+        let mut c = TestCluster { dir, n, children: BTreeMap::new(), restarts: 0 };
+        for id in 1..=n {
+            c.start_node(id);
+        }
+        c
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_of(&self, id: u64) -> String {
+        let mut all = String::new();
+        for entry in std::fs::read_dir(self.path()).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            if name.starts_with(&format!("node-{id}.")) && name.ends_with(".log") {
+                all.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        all
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        self.restarts += 1;
+        let log = std::fs::File::create(self.path().join(format!("node-{id}.{}.log", self.restarts))).expect("log");
+        let child = Command::new(guardian_bin())
+            .arg("--config")
+            .arg(self.path().join(format!("node-{id}.toml")))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn guardian");
+        self.children.insert(id, child);
+    }
+
+    /// SIGKILL: no chance to flush or say goodbye.
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(mut c) = self.children.remove(&id) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn guardctl(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(guardctl());
+        cmd.args(args).arg("--cluster").arg(self.path());
+        cmd.output().expect("guardctl")
+    }
+
+    /// `guardctl status --json`, parsed.
+    pub fn status(&self) -> Value {
+        let out = self.guardctl(&["status", "--json"]);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Wait until the nodes in `up` all answer and agree on one leader of a bootstrapped cluster.
+    pub fn wait_ready(&self, up: &[u64], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            let nodes = s["nodes"].as_array().cloned().unwrap_or_default();
+            let ok = up.iter().all(|id| {
+                nodes.iter().any(|n| {
+                    n["id"] == *id && n["health"] == "healthy" && n["leader"] != 0 && n["leader"] == s["leader"]
+                })
+            });
+            if ok && s["members"].as_array().is_some_and(|m| m.len() as u64 == self.n) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "cluster not ready in {timeout:?}: {s}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.status()["leader"].as_u64().unwrap_or(0)
+    }
+
+    /// Create a namespace through guardctl; true when the cluster acknowledged it.
+    pub fn create_namespace(&self, name: &str) -> bool {
+        self.guardctl(&["namespace", "create", name]).status.success()
+    }
+
+    /// The namespaces node `id` has applied.
+    pub fn namespaces_on(&self, id: u64) -> Option<Vec<String>> {
+        let out = self.guardctl(&["namespace", "list", "--node", &id.to_string(), "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+        Some(v["namespaces"].as_array()?.iter().filter_map(|n| n.as_str().map(str::to_owned)).collect())
+    }
+
+    /// Wait until node `id` has applied every name in `names`.
+    pub fn wait_applied(&self, id: u64, names: &[String], timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let have = self.namespaces_on(id).unwrap_or_default();
+            let missing: Vec<_> = names.iter().filter(|n| !have.contains(n)).collect();
+            if missing.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {id} is missing {} acknowledged namespaces, e.g. {:?}",
+                missing.len(),
+                &missing[..missing.len().min(3)]
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for (_, mut c) in std::mem::take(&mut self.children) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
