@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use ed25519_dalek::SigningKey;
 use guardian_node::state::admin;
 use guardian_proto::v1::{
-    admin_command::Body, submit_request, AdminCommand, CreateNamespace, ListNamespacesRequest, NodeRole, SignedCommand,
-    StatusRequest, SubmitRequest,
+    admin_command::Body, submit_request, AdminCommand, CreateNamespace, ListNamespacesRequest, NodeRole, RevokeNode,
+    SignedCommand, StatusRequest, SubmitRequest,
 };
 use rand::RngCore;
 use serde_json::json;
@@ -24,7 +24,7 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
     let admin = Admin::new(&cluster)?;
     let mut rows = Vec::new();
-    let mut view = None;
+    let mut view: Option<(bool, guardian_proto::v1::StatusResponse)> = None;
     for node in &cluster.nodes {
         let reply = match admin.connect(node).await {
             Ok(mut c) => c.status(StatusRequest {}).await.map(|r| r.into_inner()).map_err(|e| e.message().to_string()),
@@ -34,11 +34,17 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             Ok(s) => ("healthy".to_string(), s.leader_id, s.term, s.last_applied_index),
             Err(e) => (format!("unreachable: {e}"), 0, 0, 0),
         };
+        // The cluster's view is the one its leader reports about itself: a node
+        // cut off from the others (revoked, partitioned) may report a higher
+        // term of its own with stale state.
         if let Ok(s) = &reply {
-            if view.as_ref().is_none_or(|v: &guardian_proto::v1::StatusResponse| {
-                s.term > v.term || (s.term == v.term && s.last_applied_index > v.last_applied_index)
-            }) {
-                view = Some(s.clone());
+            let self_leader = s.leader_id == node.id;
+            let better = match &view {
+                None => true,
+                Some((v_leader, v)) => (self_leader, s.term) > (*v_leader, v.term),
+            };
+            if better {
+                view = Some((self_leader, s.clone()));
             }
         }
         rows.push(json!({
@@ -46,6 +52,7 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             "health": health, "leader": leader, "term": term, "last_applied": applied,
         }));
     }
+    let view = view.map(|(_, v)| v);
     let members: Vec<_> = view
         .as_ref()
         .map(|v| {
@@ -175,6 +182,10 @@ pub async fn submit(dir: &Path, body: Body, reason: &str) -> anyhow::Result<Exit
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
     Err(anyhow::anyhow!("could not submit: {last}"))
+}
+
+pub fn revoke_node(node_id: u64) -> Body {
+    Body::RevokeNode(RevokeNode { node_id, ..Default::default() })
 }
 
 pub fn create_namespace(name: &str) -> Body {

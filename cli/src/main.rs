@@ -49,6 +49,23 @@ enum Command {
     /// Namespaces (signed admin commands).
     #[command(subcommand)]
     Namespace(NamespaceCmd),
+    /// Cluster members (signed admin commands).
+    #[command(subcommand)]
+    Node(NodeCmd),
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Revoke a node: it leaves the cluster, every peer refuses its identity
+    /// from then on, and it cannot rejoin with it. Needs the admin quorum.
+    Revoke {
+        id: u64,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Reason recorded with the command.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -110,6 +127,9 @@ fn main() -> ExitCode {
         Command::Namespace(NamespaceCmd::Create { name, cluster, reason }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::submit(&cluster, clusterctl::create_namespace(&name), &reason))),
+        Command::Node(NodeCmd::Revoke { id, cluster, reason }) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(clusterctl::submit(&cluster, clusterctl::revoke_node(id), &reason))),
         Command::Namespace(NamespaceCmd::List { cluster, node, json }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::list_namespaces(&cluster, node, json))),

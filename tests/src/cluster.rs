@@ -110,6 +110,25 @@ impl TestCluster {
         self.children.insert(id, child);
     }
 
+    /// HTTP status of `GET path` on node `id`'s health port (None if it does not answer).
+    pub fn health(&self, id: u64, path: &str) -> Option<u16> {
+        use std::io::{Read, Write};
+        let cluster: Value = serde_json::from_slice(&std::fs::read(self.path().join("cluster.json")).ok()?).ok()?;
+        let addr = cluster["nodes"].as_array()?.iter().find(|n| n["id"] == id)?["health_addr"].as_str()?.to_string();
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: guardian\r\nConnection: close\r\n\r\n").ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        resp.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Whether node `id`'s process has exited, with its exit code.
+    pub fn exited(&mut self, id: u64) -> Option<Option<i32>> {
+        let child = self.children.get_mut(&id)?;
+        child.try_wait().ok().flatten().map(|s| s.code())
+    }
+
     /// SIGKILL: no chance to flush or say goodbye.
     pub fn kill9(&mut self, id: u64) {
         if let Some(mut c) = self.children.remove(&id) {
@@ -132,6 +151,11 @@ impl TestCluster {
 
     /// Wait until the nodes in `up` all answer and agree on one leader of a bootstrapped cluster.
     pub fn wait_ready(&self, up: &[u64], timeout: Duration) -> Value {
+        self.wait_members(up, self.n as usize, timeout)
+    }
+
+    /// [`Self::wait_ready`], with the cluster holding `members` members.
+    pub fn wait_members(&self, up: &[u64], members: usize, timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let s = self.status();
@@ -141,7 +165,7 @@ impl TestCluster {
                     n["id"] == *id && n["health"] == "healthy" && n["leader"] != 0 && n["leader"] == s["leader"]
                 })
             });
-            if ok && s["members"].as_array().is_some_and(|m| m.len() as u64 == self.n) {
+            if ok && s["members"].as_array().is_some_and(|m| m.len() == members) {
                 return s;
             }
             assert!(Instant::now() < deadline, "cluster not ready in {timeout:?}: {s}");

@@ -21,6 +21,9 @@ fn five_nodes_bootstrap_from_genesis_and_agree_on_membership() {
     assert!(c.create_namespace("team-a"));
     for id in 1..=5 {
         c.wait_applied(id, &["team-a".to_string()], READY);
+        assert_eq!(c.health(id, "/healthz"), Some(200));
+        assert_eq!(c.health(id, "/readyz"), Some(200));
+        assert_eq!(c.health(id, "/nope"), Some(404));
     }
 }
 
@@ -116,4 +119,34 @@ fn crash_consistency_no_acknowledged_entry_is_lost() {
         t0.elapsed().as_secs_f64()
     );
     assert!(acked.len() >= rounds, "too few commits were acknowledged to be meaningful: {}", acked.len());
+}
+
+#[test]
+fn a_revoked_node_is_refused_by_every_peer_and_cannot_rejoin() {
+    let mut c = TestCluster::start(5, Tuning::default());
+    c.wait_ready(&[1, 2, 3, 4, 5], READY);
+    let victim = (1..=5).find(|i| *i != c.leader()).unwrap();
+    let others: Vec<u64> = (1..=5).filter(|i| *i != victim).collect();
+    // The victim is down while it is revoked, so it never learns of it.
+    c.kill9(victim);
+    let out = c.guardctl(&["node", "revoke", &victim.to_string(), "--reason", "test"]);
+    assert!(out.status.success(), "revoke: {}", String::from_utf8_lossy(&out.stderr));
+    let s = c.wait_members(&others, 4, READY);
+    assert!(s["members"].as_array().unwrap().iter().all(|m| m["id"] != victim), "{s}");
+    assert!(c.create_namespace("after-revoke"));
+    // Restarted with its old identity, it campaigns; every peer refuses it.
+    c.start_node(victim);
+    let deadline = Instant::now() + READY;
+    loop {
+        let refusing: Vec<u64> = others.iter().copied().filter(|id| c.log_of(*id).contains("is revoked")).collect();
+        if refusing.len() == others.len() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "only nodes {refusing:?} refused revoked node {victim}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The cluster is unaffected, and the victim is still not a member.
+    assert!(c.create_namespace("still-working"));
+    let s = c.wait_members(&others, 4, READY);
+    assert!(s["members"].as_array().unwrap().iter().all(|m| m["id"] != victim), "{s}");
 }

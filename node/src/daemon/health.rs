@@ -49,6 +49,7 @@ pub async fn serve(
                 async move { Ok::<_, Infallible>(resp) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(2))
                 .serve_connection(TokioIo::new(sock), service);
             let _ = conn.await;

@@ -56,14 +56,25 @@ fn node_key(dir: &Path, sealer: &dyn Sealer) -> Result<NodeKey, StartError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = NodeKey::generate().map_err(|e| err("generating the node key")(e.to_string()))?;
             let sealed = sealer.seal(AAD, &key.pkcs8_der()).map_err(|e| err("sealing the node key")(e.to_string()))?;
-            let tmp = path.with_extension("tmp");
-            std::fs::write(&tmp, sealed)
-                .and_then(|_| std::fs::rename(&tmp, &path))
-                .map_err(|e| err("writing the node key")(e.to_string()))?;
+            write_durably(&path, &sealed).map_err(|e| err("writing the node key")(e.to_string()))?;
             Ok(key)
         }
         Err(e) => Err(err("reading the node key")(e.to_string())),
     }
+}
+
+/// Write a file so that it survives a crash: temp file, fsync, rename, fsync the directory.
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// The peer policy's own checks, against the replicated state (after
@@ -186,6 +197,14 @@ pub async fn run(
     let (log, sm) =
         store::open(&config.data_dir, sealer.clone(), applier).map_err(|e| err("opening the store")(e.to_string()))?;
     let view = sm.view();
+    if let Some(recorded) = view.with_state(|s| s.genesis_digest) {
+        if recorded != genesis.digest {
+            return Err(StartError(format!(
+                "{} is not the genesis file this cluster was founded with (its SHA-256 differs from the one recorded at bootstrap); restore the original file",
+                config.genesis.display()
+            )));
+        }
+    }
     let observed: Observed = Arc::default();
     let policy: Arc<dyn PeerPolicy> = Arc::new(
         AttestingPeerPolicy::new(genesis.cluster_id, Arc::new(verifier), genesis.guardian_policy.clone())
@@ -228,8 +247,12 @@ pub async fn run(
 
     let peer_tls =
         grpc::server_tls(creds.clone(), policy.clone(), clock.clone()).map_err(|e| err("peer TLS")(e.to_string()))?;
-    let peer_router = tonic::transport::Server::builder()
-        .add_service(PeerServiceServer::new(PeerServer { raft: raft.clone() }).max_decoding_message_size(64 << 20));
+    // Connections are re-established (and so re-attested) at least this often,
+    // so an expired certificate or revoked peer cannot keep an old one open.
+    let peer_router = tonic::transport::Server::builder().max_connection_age(Duration::from_secs(600)).add_service(
+        PeerServiceServer::new(PeerServer { raft: raft.clone(), state: view.clone() })
+            .max_decoding_message_size(64 << 20),
+    );
     let peer_task = tokio::spawn(grpc::serve(peer_listener, peer_tls, peer_router, stopped(stop_rx.clone())));
 
     let admin_tls = super::admin_tls(creds.clone()).map_err(|e| err("admin TLS")(e.to_string()))?;
@@ -256,6 +279,8 @@ pub async fn run(
         RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() },
         stopped(stop_rx.clone()),
     ));
+    let members_task =
+        tokio::spawn(reconcile_membership(raft.clone(), config.node_id, view.clone(), stopped(stop_rx.clone())));
     let renew_task = tokio::spawn({
         let creds = creds.clone();
         let clock = clock.clone();
@@ -285,7 +310,7 @@ pub async fn run(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "Raft shutdown");
     }
-    for t in [boot_task, renew_task] {
+    for t in [boot_task, renew_task, members_task] {
         let _ = t.await;
     }
     let _ = health_task.await;
@@ -362,6 +387,36 @@ async fn bootstrap(
                 Ok(r) => tracing::info!(index = r.log_id.index, response = ?r.data, "proposed the bootstrap entry"),
                 Err(e) => tracing::warn!(error = %e, "proposing the bootstrap entry"),
             }
+        }
+    }
+}
+
+/// On the leader, keep Raft's voter set equal to the replicated member list:
+/// a revoked node is removed from Raft as soon as its revocation is applied.
+async fn reconcile_membership(raft: Raft, me: NodeId, view: StateView, stop: impl std::future::Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = &mut stop => return,
+        }
+        let metrics = raft.metrics().borrow().clone();
+        if metrics.current_leader != Some(me) {
+            continue;
+        }
+        let wanted: std::collections::BTreeSet<NodeId> = view.with_state(|s| {
+            if s.genesis_digest.is_none() {
+                return Default::default();
+            }
+            s.members.values().filter(|m| m.status == MemberStatus::Voter).map(|m| m.id).collect()
+        });
+        let voters: std::collections::BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        if wanted.is_empty() || wanted == voters {
+            continue;
+        }
+        match raft.change_membership(wanted.clone(), false).await {
+            Ok(_) => tracing::info!(voters = ?wanted, "Raft membership now matches the member list"),
+            Err(e) => tracing::warn!(error = %e, "changing Raft membership"),
         }
     }
 }

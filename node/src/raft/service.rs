@@ -11,9 +11,32 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::types::Raft;
+use crate::net::ratls::grpc::peer_node;
+use crate::store::StateView;
 
 pub struct PeerServer {
     pub raft: Raft,
+    pub state: StateView,
+}
+
+impl PeerServer {
+    /// Re-check the caller on every request, not only at the handshake: a
+    /// connection opened before a revocation must not outlive it.
+    fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        let peer = peer_node(req).ok_or_else(|| Status::unauthenticated("no attested peer certificate"))?;
+        self.state.with_state(|s| {
+            if s.revoked.contains(&peer.identity) {
+                return Err(Status::permission_denied(format!("node {} is revoked", peer.node_id)));
+            }
+            if s.genesis_digest.is_some() && s.members.get(&peer.node_id).map(|m| m.identity) != Some(peer.identity) {
+                return Err(Status::permission_denied(format!(
+                    "node {} is not a member with this identity",
+                    peer.node_id
+                )));
+            }
+            Ok(())
+        })
+    }
 }
 
 fn decode<T: DeserializeOwned>(req: &RaftRequest) -> Result<T, Status> {
@@ -45,16 +68,19 @@ pub fn not_yet<T>(what: &str) -> Result<Response<T>, Status> {
 impl PeerService for PeerServer {
     #[tracing::instrument(skip_all, name = "peer.append_entries")]
     async fn append_entries(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        self.admit(&req)?;
         encode(self.raft.append_entries(decode(req.get_ref())?).await)
     }
 
     #[tracing::instrument(skip_all, name = "peer.vote")]
     async fn vote(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        self.admit(&req)?;
         encode(self.raft.vote(decode(req.get_ref())?).await)
     }
 
     #[tracing::instrument(skip_all, name = "peer.install_snapshot")]
     async fn install_snapshot(&self, req: Request<RaftRequest>) -> Result<Response<RaftResponse>, Status> {
+        self.admit(&req)?;
         encode(self.raft.install_snapshot(decode(req.get_ref())?).await)
     }
 

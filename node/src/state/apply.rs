@@ -34,10 +34,11 @@ impl NodeApplier {
         if *digest != self.genesis.digest {
             return Err("bootstrap entry names another genesis file than this node's".into());
         }
-        let mut seen = std::collections::BTreeSet::new();
+        let mut ids = std::collections::BTreeSet::new();
+        let mut identities = std::collections::BTreeSet::new();
         for m in members {
             let g = self.genesis.member(m.id).ok_or_else(|| format!("node {} is not a genesis member", m.id))?;
-            if g.addr != m.addr || !seen.insert(m.identity) {
+            if g.addr != m.addr || !ids.insert(m.id) || !identities.insert(m.identity) {
                 return Err(format!("bootstrap member {} does not match the genesis file", m.id));
             }
         }
@@ -55,9 +56,12 @@ impl NodeApplier {
         if state.genesis_digest.is_none() {
             return Err("admin command before bootstrap".into());
         }
-        let (cmd, _signers) = admin::check(state, &self.genesis.cluster_id, signed, proposed_at)?;
+        // Time only moves forward: a proposal time before the cluster clock counts as the clock.
+        let now = proposed_at.max(state.clock);
+        let (cmd, _signers) = admin::check(state, &self.genesis.cluster_id, signed, now)?;
         admin::apply(state, &cmd)?;
-        admin::prune_nonces(state, proposed_at);
+        admin::prune_nonces(state, now);
+        state.clock = now;
         Ok(())
     }
 }

@@ -102,6 +102,10 @@ pub struct ClusterState {
     pub namespaces: BTreeSet<String>,
     /// Count of admin commands applied (a cheap convergence check for tests).
     pub admin_commands_applied: u64,
+    /// The cluster's clock: the latest proposal time applied. It never goes
+    /// backwards, so a leader cannot backdate a command into the window of an
+    /// old one whose nonce has been forgotten.
+    pub clock: u64,
 }
 
 #[cfg(test)]

@@ -140,3 +140,31 @@ fn genesis_errors_are_specific() {
     let base = "cluster_id = \"00112233445566778899aabbccddeeff\"\nthreshold = 3\nadmin_quorum = 1\n[[members]]\nid = 1\naddr = \"a:1\"\n[[admins]]\nname = \"a\"\npublic_key = \"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"\n[guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n";
     assert!(err(base).contains("threshold 3"));
 }
+
+#[test]
+fn a_backdated_proposal_cannot_replay_a_pruned_command() {
+    let (applier, mut state) = bootstrapped();
+    let [a, _, _] = keys();
+    let t = 1_800_000_000u64;
+    let old = signed(&command(ns("old"), 1, t as i64), &[&a]);
+    assert_eq!(applier.apply(&mut state, &Command::Admin { signed: old.clone(), proposed_at: t }), Response::Applied);
+    // Much later, the old nonce is pruned by another command...
+    let later = t + 10_000;
+    let next = signed(&command(ns("next"), 2, later as i64), &[&a]);
+    assert_eq!(applier.apply(&mut state, &Command::Admin { signed: next, proposed_at: later }), Response::Applied);
+    assert!(state.used_nonces.len() == 1);
+    state.namespaces.remove("old");
+    // ...and a leader backdates a replay of the old command into its window: refused as expired.
+    let r = applier.apply(&mut state, &Command::Admin { signed: old, proposed_at: t });
+    assert!(matches!(&r, Response::Rejected { reason } if reason.contains("expired")), "{r:?}");
+}
+
+#[test]
+fn bootstrap_refuses_duplicate_members() {
+    let applier = NodeApplier { genesis: genesis() };
+    let mut state = ClusterState::default();
+    let mut twin = member(1);
+    twin.identity = NodeIdentity([9; 32]);
+    let dup = Command::Bootstrap { genesis_digest: applier.genesis.digest, members: vec![member(1), twin] };
+    assert!(matches!(applier.apply(&mut state, &dup), Response::Rejected { .. }));
+}
