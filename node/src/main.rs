@@ -68,9 +68,11 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("GUARDIAN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn"));
+    // Colour only on a terminal: logs in files stay greppable.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     match config.log_format {
         LogFormat::Json => tracing_subscriber::fmt().json().with_env_filter(filter).init(),
-        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Text => tracing_subscriber::fmt().with_ansi(ansi).with_env_filter(filter).init(),
     }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,

@@ -217,3 +217,131 @@ impl Drop for TestCluster {
         }
     }
 }
+
+/// Attackers at the TLS layer: clients that present forged or empty
+/// credentials to a node's peer port.
+pub mod attacker {
+    use std::sync::Arc;
+
+    use guardian_node::net::ratls::cert::{build_certificate, EvidenceExtension, NodeKey};
+    use guardian_node::net::ratls::grpc;
+    use guardian_node::net::ratls::verify::PeerCertificate;
+    use guardian_proto::v1::peer_service_client::PeerServiceClient;
+    use guardian_proto::v1::RaftRequest;
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{DigitallySignedStruct, SignatureScheme};
+
+    /// Accepts any server: the attacker does not care who it talks to.
+    #[derive(Debug)]
+    struct AnyServer(Arc<std::sync::Mutex<Option<Vec<u8>>>>);
+
+    impl ServerCertVerifier for AnyServer {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            if let Ok(mut seen) = self.0.lock() {
+                *seen = Some(end_entity.to_vec());
+            }
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn config(
+        client_cert: Option<(CertificateDer<'static>, &NodeKey)>,
+        seen: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    ) -> Arc<rustls::ClientConfig> {
+        let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .expect("TLS 1.3")
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyServer(seen)));
+        let mut cfg = match client_cert {
+            Some((cert, key)) => {
+                let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.pkcs8_der().to_vec().into());
+                b.with_client_auth_cert(vec![cert], der).expect("client cert")
+            }
+            None => b.with_no_client_auth(),
+        };
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        Arc::new(cfg)
+    }
+
+    /// Fetch a node's RA-TLS certificate from its admin port (which any client may reach).
+    pub async fn node_certificate(admin_addr: &str) -> Vec<u8> {
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let addr = admin_addr.parse().expect("admin address");
+        let _ = grpc::connect(addr, config(None, seen.clone())).await;
+        let cert = seen.lock().expect("lock").clone();
+        cert.expect("the node presented a certificate")
+    }
+
+    /// What an attacker presents.
+    pub enum Forgery {
+        /// A certificate with no evidence extension at all.
+        NoEvidence { cluster_id: [u8; 16], node_id: u64 },
+        /// A real node's evidence, copied into a certificate for the attacker's own key.
+        ReplayedEvidence { victim_cert: Vec<u8> },
+    }
+
+    /// Dial `peer_addr` with a forged client certificate and send one Raft RPC.
+    /// Returns whether the node answered it (it must not).
+    pub async fn try_peer_rpc(peer_addr: &str, forgery: Forgery) -> bool {
+        let key = NodeKey::generate().expect("key");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let cert = match forgery {
+            Forgery::NoEvidence { cluster_id, node_id } => {
+                build_certificate(&key, &cluster_id, node_id, now - 60, now + 3600, None)
+            }
+            Forgery::ReplayedEvidence { victim_cert } => {
+                let victim = PeerCertificate::parse(&victim_cert).expect("victim certificate");
+                let ext = EvidenceExtension {
+                    kind: victim.kind,
+                    evidence: victim.evidence.clone(),
+                    event_log: victim.event_log.clone(),
+                }
+                .to_extension_value()
+                .expect("extension");
+                // Same cluster, node and validity as the victim's: only the key differs.
+                build_certificate(
+                    &key,
+                    &victim.cluster_id,
+                    victim.node_id,
+                    victim.not_before,
+                    victim.not_after,
+                    Some(&ext),
+                )
+            }
+        }
+        .expect("forged certificate");
+        let addr = peer_addr.parse().expect("peer address");
+        let Ok(channel) = grpc::connect(addr, config(Some((cert, &key)), Default::default())).await else {
+            return false;
+        };
+        PeerServiceClient::new(channel).vote(RaftRequest::default()).await.is_ok()
+    }
+}

@@ -150,3 +150,58 @@ fn a_revoked_node_is_refused_by_every_peer_and_cannot_rejoin() {
     let s = c.wait_members(&others, 4, READY);
     assert!(s["members"].as_array().unwrap().iter().all(|m| m["id"] != victim), "{s}");
 }
+
+#[test]
+fn bad_peers_are_refused_and_the_cluster_keeps_working() {
+    use guardian_tests::cluster::attacker::{self, Forgery};
+    let mut c = TestCluster::start(3, Tuning::default());
+    c.wait_ready(&[1, 2, 3], READY);
+    let cluster: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(c.path().join("cluster.json")).unwrap()).unwrap();
+    let node = |id: u64, field: &str| cluster["nodes"][(id - 1) as usize][field].as_str().unwrap().to_string();
+    let cluster_id: [u8; 16] = hex::decode(cluster["cluster_id"].as_str().unwrap()).unwrap().try_into().unwrap();
+
+    // Garbage bytes, and a connection that never speaks, on the peer port.
+    let mut junk = std::net::TcpStream::connect(node(1, "peer_addr")).unwrap();
+    std::io::Write::write_all(&mut junk, b"\x16\x03\x01\xff\xffGET / HTTP/1.1\r\n\r\n garbage").unwrap();
+    let _idle = std::net::TcpStream::connect(node(1, "peer_addr")).unwrap();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // A certificate without evidence, and a real node's evidence replayed under another key.
+    let victim_cert = rt.block_on(attacker::node_certificate(&node(2, "admin_addr")));
+    assert!(!rt.block_on(attacker::try_peer_rpc(&node(1, "peer_addr"), Forgery::NoEvidence { cluster_id, node_id: 2 })));
+    assert!(!rt.block_on(attacker::try_peer_rpc(&node(1, "peer_addr"), Forgery::ReplayedEvidence { victim_cert })));
+
+    // An impostor with a trusted simulated-TEE key but another measurement, posing as node 3.
+    c.kill9(3);
+    let cfg_path = c.path().join("node-3.toml");
+    let cfg = std::fs::read_to_string(&cfg_path).unwrap();
+    let impostor = cfg.replace(
+        &format!("data_dir = \"{}\"", c.path().join("node-3").display()),
+        &format!("data_dir = \"{}\"", c.path().join("impostor").display()),
+    ) + "sim_label = \"tampered-image\"\n";
+    std::fs::write(&cfg_path, impostor).unwrap();
+    c.start_node(3);
+
+    let log1 = || c.log_of(1);
+    let deadline = Instant::now() + READY;
+    for reason in [
+        "peer certificate has no Guardian evidence extension",
+        "evidence is bound to another key or certificate",
+        "peer measurement not allowed by the guardian policy",
+    ] {
+        while !log1().contains(reason) {
+            assert!(Instant::now() < deadline, "node 1 never refused with {reason:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    // The two good nodes still form a majority and commit.
+    assert!(c.create_namespace("despite-bad-peers"));
+    c.wait_applied(1, &["despite-bad-peers".to_string()], READY);
+    c.wait_applied(2, &["despite-bad-peers".to_string()], READY);
+    // Restore node 3 and the cluster heals.
+    c.kill9(3);
+    std::fs::write(&cfg_path, cfg).unwrap();
+    c.start_node(3);
+    c.wait_applied(3, &["despite-bad-peers".to_string()], READY);
+}

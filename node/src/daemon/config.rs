@@ -47,6 +47,8 @@ pub enum TeeConfig {
     InsecureSim {
         seed: [u8; 32],
         trusted_keys: Vec<[u8; 32]>,
+        /// Label the simulated measurements derive from.
+        label: String,
     },
 }
 
@@ -98,6 +100,8 @@ pub struct TeeToml {
     pub sim_seed: Option<String>,
     #[serde(default)]
     pub sim_trusted_keys: Vec<String>,
+    /// Label the simulated measurements derive from (default "guardian-dev").
+    pub sim_label: Option<String>,
 }
 
 fn hex32(s: &str, what: &str) -> Result<[u8; 32], ConfigError> {
@@ -118,7 +122,7 @@ impl ConfigToml {
             |what: &str| ConfigError(format!("{what} is required (config file or --{})", what.replace('_', "-")));
         let tee = match self.tee.kind.as_deref().unwrap_or("tdx") {
             "tdx" => {
-                if self.tee.insecure_simulated_tee || self.tee.sim_seed.is_some() {
+                if self.tee.insecure_simulated_tee || self.tee.sim_seed.is_some() || self.tee.sim_label.is_some() {
                     return Err(ConfigError("sim settings are only valid with tee.kind = \"sim\"".into()));
                 }
                 TeeConfig::Tdx { collateral: self.tee.collateral }
@@ -136,7 +140,11 @@ impl ConfigToml {
                     .iter()
                     .map(|k| hex32(k, "tee.sim_trusted_keys entry"))
                     .collect::<Result<_, _>>()?;
-                TeeConfig::InsecureSim { seed, trusted_keys }
+                TeeConfig::InsecureSim {
+                    seed,
+                    trusted_keys,
+                    label: self.tee.sim_label.unwrap_or_else(|| "guardian-dev".into()),
+                }
             }
             other => {
                 return Err(ConfigError(format!(

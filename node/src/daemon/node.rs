@@ -30,8 +30,6 @@ use crate::store::{self, DevFileSealer, Sealer, StateView};
 
 /// Lifetime of RA-TLS certificates; renewed with fresh evidence well before expiry.
 const CERT_LIFETIME: u64 = 24 * 3600;
-/// Label the dev cluster's simulated measurements derive from.
-pub const SIM_LABEL: &str = "guardian-dev";
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -162,9 +160,9 @@ pub async fn run(
     let clock = system_clock();
 
     let (source, verifier, mrtd): (Box<dyn EvidenceSource>, Verifier, String) = match &config.tee {
-        TeeConfig::InsecureSim { seed, trusted_keys } => {
+        TeeConfig::InsecureSim { seed, trusted_keys, label } => {
             tracing::warn!("INSECURE simulated TEE: this node proves nothing about its hardware; development only");
-            let m = SimMeasurements::from_label(SIM_LABEL);
+            let m = SimMeasurements::from_label(label);
             let mrtd = hex::encode(m.mrtd);
             let tee = SimTee::new(seed, m);
             let mut keys = trusted_keys.clone();
