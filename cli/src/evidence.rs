@@ -103,9 +103,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let bytes = read(&args.evidence, "evidence")?;
     let kind = args.kind.unwrap_or_else(|| detect_kind(&bytes));
     let now = match &args.at {
-        Some(at) => time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
-            .ok()
-            .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+        Some(at) => guardian_node::rfc3339::parse(at)
             .ok_or_else(|| UsageError(format!("--at {at:?} is not an RFC 3339 time such as 2025-06-20T00:00:00Z")))?,
         None => time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64,
     };

@@ -30,9 +30,7 @@ impl Verdict<'_> {
     }
 }
 
-fn rfc3339(secs: u64) -> String {
-    guardian_node::attest::tdx::collateral::rfc3339(secs)
-}
+use guardian_node::rfc3339::format as rfc3339;
 
 /// The stable name of an error's variant, for scripts.
 fn error_kind(e: &AttestError) -> String {

@@ -9,6 +9,7 @@
 //!   allow/deny decision with a reason a person can read.
 //! - [`state`]: the replicated cluster state, its commands and their
 //!   validate-on-apply rules; genesis; signed admin commands.
+//! - [`rfc3339`]: the time format shown and read everywhere.
 //!
 //! I/O shell:
 //! - [`raft`]: openraft type configuration, network and peer-service glue.
@@ -22,5 +23,6 @@ pub mod daemon;
 pub mod net;
 pub mod policy;
 pub mod raft;
+pub mod rfc3339;
 pub mod state;
 pub mod store;

@@ -16,6 +16,7 @@ use x509_cert::der::Decode;
 
 use super::tcb::TcbLevels;
 use crate::attest::{AttestError, Result};
+use crate::rfc3339;
 
 /// Intel's SGX/TDX provisioning root, the default trust anchor.
 pub const INTEL_SGX_ROOT_CA_DER: &[u8] = include_bytes!("intel_sgx_root_ca.der");
@@ -113,15 +114,15 @@ impl Window {
             if now < *nb {
                 return Err(AttestError::CollateralTime(format!(
                     "{what} is not valid before {} (verifying at {})",
-                    rfc3339(*nb),
-                    rfc3339(now)
+                    rfc3339::format(*nb),
+                    rfc3339::format(now)
                 )));
             }
             if now > *na {
                 return Err(AttestError::CollateralTime(format!(
                     "{what} expired at {} (verifying at {})",
-                    rfc3339(*na),
-                    rfc3339(now)
+                    rfc3339::format(*na),
+                    rfc3339::format(now)
                 )));
             }
         }
@@ -129,19 +130,8 @@ impl Window {
     }
 }
 
-pub fn rfc3339(secs: u64) -> String {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| format!("@{secs}"))
-}
-
 fn parse_rfc3339(s: &str, what: &str) -> Result<u64> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
-        .ok_or_else(|| AttestError::Collateral(format!("{what} is not an RFC 3339 time: {s:?}")))
+    crate::rfc3339::parse(s).ok_or_else(|| AttestError::Collateral(format!("{what} is not an RFC 3339 time: {s:?}")))
 }
 
 /// The trust anchor certificate for all Intel-signed material.

@@ -96,7 +96,7 @@ impl CredentialResolver {
         tracing::info!(
             node = active.creds.node_id,
             identity = %active.creds.identity,
-            not_after = %super::verify::rfc3339(active.creds.not_after),
+            not_after = %crate::rfc3339::format(active.creds.not_after),
             "installed renewed RA-TLS certificate"
         );
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = active;

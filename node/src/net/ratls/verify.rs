@@ -127,14 +127,6 @@ pub trait PeerPolicy: Send + Sync + fmt::Debug {
     fn check(&self, peer: &PeerCertificate, now: u64) -> Result<PeerInfo, PeerRejection>;
 }
 
-pub(crate) fn rfc3339(t: u64) -> String {
-    i64::try_from(t)
-        .ok()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| format!("unix time {t}"))
-}
-
 /// `guardian://<32 lowercase hex>/node/<decimal id>` → (cluster id, node id).
 pub fn parse_node_uri(uri: &str) -> Result<([u8; 16], NodeId), String> {
     let rest = uri.strip_prefix("guardian://").ok_or_else(|| format!("{uri:?} is not a guardian:// URI"))?;
@@ -212,10 +204,10 @@ impl PeerCertificate {
     /// Is the certificate valid at `now`?
     pub fn check_validity(&self, now: u64) -> Result<(), PeerRejection> {
         if now < self.not_before {
-            return Err(PeerRejection::NotYetValid(rfc3339(self.not_before)));
+            return Err(PeerRejection::NotYetValid(crate::rfc3339::format(self.not_before)));
         }
         if now > self.not_after {
-            return Err(PeerRejection::Expired(rfc3339(self.not_after)));
+            return Err(PeerRejection::Expired(crate::rfc3339::format(self.not_after)));
         }
         Ok(())
     }
