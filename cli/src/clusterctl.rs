@@ -137,12 +137,20 @@ fn load_admin_key(path: &Path) -> anyhow::Result<SigningKey> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Sign `body` with the cluster's admin key and submit it, trying nodes until
-/// the leader accepts it.
-pub async fn submit(dir: &Path, body: Body, reason: &str) -> anyhow::Result<ExitCode> {
-    let cluster = ClusterFile::load(dir)?;
-    let admin = Admin::new(&cluster)?;
-    let key = load_admin_key(&cluster.admin_key)?;
+/// What to do with a new command: submit it now, or write it to a proposal
+/// file for other admins to approve.
+pub struct Sending<'a> {
+    pub dir: &'a Path,
+    /// Admin key file to sign with (default: the cluster's `admin_key`).
+    pub key: Option<&'a Path>,
+    /// Write a proposal here instead of submitting.
+    pub propose: Option<&'a Path>,
+}
+
+/// Sign `body` and submit it, or write it as a proposal.
+pub async fn issue(how: Sending<'_>, body: Body, reason: &str) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFile::load(how.dir)?;
+    let key = load_admin_key(how.key.unwrap_or(&cluster.admin_key))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let mut nonce = vec![0u8; 16];
     rand::thread_rng().fill_bytes(&mut nonce);
@@ -156,6 +164,24 @@ pub async fn submit(dir: &Path, body: Body, reason: &str) -> anyhow::Result<Exit
     };
     let mut signed = SignedCommand::unsigned(&cmd);
     admin::sign(&mut signed, &key);
+    match how.propose {
+        Some(file) => {
+            crate::proposal::write(file, &signed)?;
+            out!(
+                "wrote proposal {} ({}); other admins run: guardctl approve {}",
+                file.display(),
+                crate::proposal::describe(&cmd),
+                file.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        None => send(&cluster, signed).await,
+    }
+}
+
+/// Submit a signed command, trying nodes until the leader commits it.
+pub async fn send(cluster: &ClusterFile, signed: SignedCommand) -> anyhow::Result<ExitCode> {
+    let admin = Admin::new(cluster)?;
     let mut last = String::from("no node answered");
     for _round in 0..20 {
         for node in &cluster.nodes {
@@ -233,4 +259,43 @@ pub async fn list_namespaces(dir: &Path, node: Option<u64>, as_json: bool) -> an
         }
     }
     Err(anyhow::anyhow!("no node answered: {last}"))
+}
+
+/// `guardctl approve FILE`: show what the proposal says, who has signed, then sign.
+pub fn approve(dir: &Path, file: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFile::load(dir)?;
+    let genesis = genesis_of(&cluster)?;
+    let mut signed = crate::proposal::read(file)?;
+    let cmd = signed.decode_command()?;
+    if cmd.cluster_id != cluster.cluster_id {
+        return Err(
+            UsageError(format!("the proposal is for cluster {}, not {}", cmd.cluster_id, cluster.cluster_id)).into()
+        );
+    }
+    out!("proposal: {}", crate::proposal::describe(&cmd));
+    out!("signed by: {}", crate::proposal::valid_signers(&signed, &genesis).join(", "));
+    let key = load_admin_key(key.unwrap_or(&cluster.admin_key))?;
+    crate::proposal::approve(&mut signed, &key)?;
+    crate::proposal::write(file, &signed)?;
+    let signers = crate::proposal::valid_signers(&signed, &genesis);
+    out!(
+        "now signed by {} admin(s): {} (genesis quorum {}); submit with: guardctl submit {}",
+        signers.len(),
+        signers.join(", "),
+        genesis.admin_quorum,
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `guardctl submit FILE`.
+pub async fn submit_file(dir: &Path, file: &Path) -> anyhow::Result<ExitCode> {
+    let cluster = ClusterFile::load(dir)?;
+    send(&cluster, crate::proposal::read(file)?).await
+}
+
+fn genesis_of(cluster: &ClusterFile) -> anyhow::Result<guardian_node::state::genesis::Genesis> {
+    let text = std::fs::read_to_string(&cluster.genesis)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", cluster.genesis.display())))?;
+    Ok(guardian_node::state::genesis::Genesis::parse(&text).map_err(|e| UsageError(e.to_string()))?)
 }

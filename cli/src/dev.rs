@@ -49,6 +49,12 @@ pub struct Shape {
     /// First port: peers use base.., admin base+100.., health base+200..
     #[arg(long, default_value_t = 7100)]
     base_port: u16,
+    /// Admin keys to generate (admin.key, admin-2.key, ...).
+    #[arg(long, default_value_t = 1)]
+    admins: u32,
+    /// Admin signatures needed for quorum commands (revoke, admin changes).
+    #[arg(long, default_value_t = 1)]
+    admin_quorum: u32,
 }
 
 impl Shape {
@@ -56,6 +62,8 @@ impl Shape {
         crate::devup::Options {
             nodes: self.nodes,
             threshold: self.threshold,
+            admins: self.admins,
+            admin_quorum: self.admin_quorum,
             dir: self.dir.clone(),
             base_port: self.base_port,
         }

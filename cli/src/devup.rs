@@ -19,6 +19,9 @@ pub const DEV_LABEL: &str = "guardian-dev";
 pub struct Options {
     pub nodes: u32,
     pub threshold: u32,
+    /// Admin keys to generate (admin.key, admin-2.key, ...) and signatures needed for quorum commands.
+    pub admins: u32,
+    pub admin_quorum: u32,
     pub dir: PathBuf,
     pub base_port: u16,
 }
@@ -51,9 +54,21 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
     std::fs::create_dir_all(&o.dir)?;
     let dir = o.dir.canonicalize()?;
     let cluster_id = hex::encode(random::<16>());
-    let admin = SigningKey::from_bytes(&random::<32>());
-    let admin_key = dir.join("admin.key");
-    write_secret(&admin_key, &hex::encode(admin.to_bytes()))?;
+    if o.admins == 0 || o.admin_quorum == 0 || o.admin_quorum > o.admins {
+        return Err(UsageError(format!(
+            "--admin-quorum {} must be between 1 and --admins {}",
+            o.admin_quorum, o.admins
+        ))
+        .into());
+    }
+    let mut admins = Vec::new();
+    for i in 1..=o.admins {
+        let key = SigningKey::from_bytes(&random::<32>());
+        let file = if i == 1 { dir.join("admin.key") } else { dir.join(format!("admin-{i}.key")) };
+        write_secret(&file, &hex::encode(key.to_bytes()))?;
+        admins.push((i, file, key.verifying_key().to_bytes()));
+    }
+    let admin_key = admins[0].1.clone();
 
     let m = SimMeasurements::from_label(DEV_LABEL);
     let seeds: Vec<[u8; 32]> = (0..o.nodes).map(|_| random::<32>()).collect();
@@ -67,8 +82,8 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
 
     let mut genesis = format!(
         "# Development genesis: INSECURE simulated TEEs. Never use for real data.\n\
-         cluster_id = \"{cluster_id}\"\nthreshold = {}\nadmin_quorum = 1\n\n",
-        o.threshold
+         cluster_id = \"{cluster_id}\"\nthreshold = {}\nadmin_quorum = {}\n\n",
+        o.threshold, o.admin_quorum
     );
     let mut nodes = Vec::new();
     for i in 0..o.nodes {
@@ -85,11 +100,12 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
         genesis.push_str(&format!("[[members]]\nid = {id}\naddr = \"{}\"\n\n", entry.peer_addr));
         nodes.push(entry);
     }
+    for (i, _, pk) in &admins {
+        genesis.push_str(&format!("[[admins]]\nname = \"dev-admin-{i}\"\npublic_key = \"{}\"\n\n", hex::encode(pk)));
+    }
     genesis.push_str(&format!(
-        "[[admins]]\nname = \"dev-admin\"\npublic_key = \"{}\"\n\n\
-         [guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n\n\
+        "[guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n\n\
          [[guardian_policy.tdx]]\nname = \"{DEV_LABEL}\"\nmrtd = \"{}\"\nrtmr0 = \"{}\"\nrtmr1 = \"{}\"\nrtmr2 = \"{}\"\nrtmr3 = \"{}\"\n",
-        hex::encode(admin.verifying_key().to_bytes()),
         hex::encode(m.mrtd),
         hex::encode(m.rtmr[0]),
         hex::encode(m.rtmr[1]),

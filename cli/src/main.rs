@@ -5,7 +5,8 @@
 //! - `dev`, `devup`: developer tooling: the local cluster (`dev up|init`), simulated-TEE evidence.
 //! - `cluster`: the cluster description on disk (`cluster.json`).
 //! - `admin_client`: attested connections to nodes' admin ports.
-//! - `clusterctl`: `status` and signed admin commands (`namespace create`).
+//! - `clusterctl`: `status` and signed admin commands (`namespace create`, `node revoke`).
+//! - `proposal`: commands that need several admins: `--propose FILE`, `approve`, `submit`.
 //! - `output`: rendering of verdicts as text or JSON.
 //!
 //! Exit status: 0 success (evidence verified, and allowed when a policy is
@@ -18,6 +19,7 @@ mod dev;
 mod devup;
 mod evidence;
 mod output;
+mod proposal;
 
 use std::process::ExitCode;
 
@@ -52,6 +54,47 @@ enum Command {
     /// Cluster members (signed admin commands).
     #[command(subcommand)]
     Node(NodeCmd),
+    /// Review a proposal file and add your signature to it.
+    Approve {
+        file: std::path::PathBuf,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Admin key file to sign with (default: the cluster's admin key).
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+    },
+    /// Submit a proposal file once it carries enough signatures.
+    Submit {
+        file: std::path::PathBuf,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+    },
+}
+
+/// How an admin command is signed and sent.
+#[derive(clap::Args)]
+struct SignArgs {
+    /// Cluster directory (holds cluster.json).
+    #[arg(long, default_value = ".guardian-dev")]
+    cluster: std::path::PathBuf,
+    /// Admin key file to sign with (default: the cluster's admin key).
+    #[arg(long)]
+    key: Option<std::path::PathBuf>,
+    /// Do not submit: write the signed command to FILE for other admins to
+    /// `guardctl approve` (commands that need the admin quorum).
+    #[arg(long, value_name = "FILE")]
+    propose: Option<std::path::PathBuf>,
+    /// Reason recorded with the command.
+    #[arg(long, default_value = "")]
+    reason: String,
+}
+
+impl SignArgs {
+    fn run(&self, body: guardian_proto::v1::admin_command::Body) -> anyhow::Result<ExitCode> {
+        let how =
+            clusterctl::Sending { dir: &self.cluster, key: self.key.as_deref(), propose: self.propose.as_deref() };
+        tokio::runtime::Runtime::new()?.block_on(clusterctl::issue(how, body, &self.reason))
+    }
 }
 
 #[derive(Subcommand)]
@@ -60,11 +103,8 @@ enum NodeCmd {
     /// from then on, and it cannot rejoin with it. Needs the admin quorum.
     Revoke {
         id: u64,
-        #[arg(long, default_value = ".guardian-dev")]
-        cluster: std::path::PathBuf,
-        /// Reason recorded with the command.
-        #[arg(long, default_value = "")]
-        reason: String,
+        #[command(flatten)]
+        sign: SignArgs,
     },
 }
 
@@ -73,11 +113,8 @@ enum NamespaceCmd {
     /// Create a namespace.
     Create {
         name: String,
-        #[arg(long, default_value = ".guardian-dev")]
-        cluster: std::path::PathBuf,
-        /// Reason recorded with the command.
-        #[arg(long, default_value = "")]
-        reason: String,
+        #[command(flatten)]
+        sign: SignArgs,
     },
     /// List namespaces as a node sees them.
     List {
@@ -124,12 +161,12 @@ fn main() -> ExitCode {
         Command::Status { cluster, json } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::status(&cluster, json))),
-        Command::Namespace(NamespaceCmd::Create { name, cluster, reason }) => tokio::runtime::Runtime::new()
+        Command::Namespace(NamespaceCmd::Create { name, sign }) => sign.run(clusterctl::create_namespace(&name)),
+        Command::Node(NodeCmd::Revoke { id, sign }) => sign.run(clusterctl::revoke_node(id)),
+        Command::Approve { file, cluster, key } => clusterctl::approve(&cluster, &file, key.as_deref()),
+        Command::Submit { file, cluster } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(clusterctl::submit(&cluster, clusterctl::create_namespace(&name), &reason))),
-        Command::Node(NodeCmd::Revoke { id, cluster, reason }) => tokio::runtime::Runtime::new()
-            .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(clusterctl::submit(&cluster, clusterctl::revoke_node(id), &reason))),
+            .and_then(|rt| rt.block_on(clusterctl::submit_file(&cluster, &file))),
         Command::Namespace(NamespaceCmd::List { cluster, node, json }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::list_namespaces(&cluster, node, json))),

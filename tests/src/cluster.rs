@@ -55,6 +55,11 @@ pub fn guardian_bin() -> PathBuf {
 impl TestCluster {
     /// Write an `n`-node cluster and start every node.
     pub fn start(n: u64, tuning: Tuning) -> Self {
+        Self::start_with(n, tuning, &[])
+    }
+
+    /// [`Self::start`], passing `init_args` to `guardctl dev init` (e.g. `--admins 2`).
+    pub fn start_with(n: u64, tuning: Tuning, init_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base(n as u16);
         let out = Command::new(guardctl())
@@ -62,6 +67,7 @@ impl TestCluster {
             .arg("--dir")
             .arg(dir.path())
             .args(["--base-port", &base.to_string()])
+            .args(init_args)
             .output()
             .expect("guardctl dev init");
         assert!(out.status.success(), "dev init: {}", String::from_utf8_lossy(&out.stderr));

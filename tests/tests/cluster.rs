@@ -205,3 +205,43 @@ fn bad_peers_are_refused_and_the_cluster_keeps_working() {
     c.start_node(3);
     c.wait_applied(3, &["despite-bad-peers".to_string()], READY);
 }
+
+#[test]
+fn quorum_commands_need_approvals_from_enough_admins() {
+    let c = TestCluster::start_with(3, Tuning::default(), &["--admins", "2", "--admin-quorum", "2"]);
+    c.wait_ready(&[1, 2, 3], READY);
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
+    // A one-signature command needs one admin.
+    assert!(c.create_namespace("team-a"));
+    // A quorum command with one signature is refused, and changes nothing.
+    let out = c.guardctl(&["node", "revoke", "3"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("needs 2 admin signature(s), has 1"), "{}", text(&out));
+    c.wait_members(&[1, 2, 3], 3, READY);
+    // Propose, review and approve with the second admin, then submit.
+    let file = c.path().join("revoke-3.json");
+    let file = file.to_str().unwrap();
+    let out = c.guardctl(&["node", "revoke", "3", "--reason", "decommission", "--propose", file]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = c.guardctl(&["approve", file]);
+    assert_eq!(out.status.code(), Some(2), "the proposer cannot approve twice: {}", text(&out));
+    let second = c.path().join("admin-2.key");
+    let out = c.guardctl(&["approve", file, "--key", second.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let review = text(&out);
+    assert!(
+        review.contains("revoke node 3")
+            && review.contains("decommission")
+            && review.contains("now signed by 2 admin(s)"),
+        "{review}"
+    );
+    let out = c.guardctl(&["submit", file]);
+    assert!(out.status.success(), "{}", text(&out));
+    c.wait_members(&[1, 2], 2, READY);
+    // The same signed command cannot be applied twice.
+    let out = c.guardctl(&["submit", file]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out).contains("replayed"), "{}", text(&out));
+}
