@@ -9,7 +9,6 @@ use guardian_node::attest::Verifier;
 use guardian_node::net::ratls::grpc;
 use guardian_node::net::ratls::system_clock;
 use guardian_node::net::ratls::verify::{AttestedServerVerifier, AttestingPeerPolicy};
-use guardian_node::state::genesis::Genesis;
 use guardian_proto::v1::admin_service_client::AdminServiceClient;
 use tonic::transport::Channel;
 
@@ -22,9 +21,7 @@ pub struct Admin {
 
 impl Admin {
     pub fn new(cluster: &ClusterFile) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(&cluster.genesis)
-            .map_err(|e| UsageError(format!("cannot read {}: {e}", cluster.genesis.display())))?;
-        let genesis = Genesis::parse(&text).map_err(|e| UsageError(e.to_string()))?;
+        let genesis = cluster.genesis()?;
         let mut verifier = Verifier::default();
         if !cluster.insecure_sim_keys.is_empty() {
             let keys = crate::hex_keys(&cluster.insecure_sim_keys, "cluster.json insecure_sim_keys")?;

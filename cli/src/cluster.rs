@@ -42,6 +42,13 @@ impl ClusterFile {
         serde_json::from_str(&text).map_err(|e| UsageError(format!("{}: {e}", path.display())))
     }
 
+    /// The cluster's genesis file, parsed.
+    pub fn genesis(&self) -> Result<guardian_node::state::genesis::Genesis, UsageError> {
+        let text = std::fs::read_to_string(&self.genesis)
+            .map_err(|e| UsageError(format!("cannot read {}: {e}", self.genesis.display())))?;
+        guardian_node::state::genesis::Genesis::parse(&text).map_err(|e| UsageError(e.to_string()))
+    }
+
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join(FILE), text)

@@ -264,7 +264,7 @@ pub async fn list_namespaces(dir: &Path, node: Option<u64>, as_json: bool) -> an
 /// `guardctl approve FILE`: show what the proposal says, who has signed, then sign.
 pub fn approve(dir: &Path, file: &Path, key: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
-    let genesis = genesis_of(&cluster)?;
+    let genesis = cluster.genesis()?;
     let mut signed = crate::proposal::read(file)?;
     let cmd = signed.decode_command()?;
     if cmd.cluster_id != cluster.cluster_id {
@@ -292,10 +292,4 @@ pub fn approve(dir: &Path, file: &Path, key: Option<&Path>) -> anyhow::Result<Ex
 pub async fn submit_file(dir: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
     send(&cluster, crate::proposal::read(file)?).await
-}
-
-fn genesis_of(cluster: &ClusterFile) -> anyhow::Result<guardian_node::state::genesis::Genesis> {
-    let text = std::fs::read_to_string(&cluster.genesis)
-        .map_err(|e| UsageError(format!("cannot read {}: {e}", cluster.genesis.display())))?;
-    Ok(guardian_node::state::genesis::Genesis::parse(&text).map_err(|e| UsageError(e.to_string()))?)
 }

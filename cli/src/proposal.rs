@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
+use ed25519_dalek::SigningKey;
 use guardian_node::state::admin;
 use guardian_node::state::genesis::Genesis;
 use guardian_proto::v1::{admin_command::Body, AdminCommand, SignedCommand};
@@ -65,12 +65,10 @@ pub fn valid_signers(signed: &SignedCommand, genesis: &Genesis) -> Vec<String> {
         .iter()
         .filter(|a| {
             let id = admin::key_id(&a.public_key);
-            signed.signatures.iter().any(|s| {
-                s.admin_key_id == id
-                    && VerifyingKey::from_bytes(&a.public_key).is_ok_and(|k| {
-                        Signature::from_slice(&s.signature).is_ok_and(|sig| k.verify_strict(&input, &sig).is_ok())
-                    })
-            })
+            signed
+                .signatures
+                .iter()
+                .any(|s| s.admin_key_id == id && admin::verify_signature(&input, &a.public_key, &s.signature).is_ok())
         })
         .map(|a| a.name.clone())
         .collect()

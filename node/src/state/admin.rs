@@ -56,6 +56,13 @@ pub fn sign(signed: &mut SignedCommand, key: &SigningKey) {
     });
 }
 
+/// Verify one admin's Ed25519 signature over a command's signing input.
+pub fn verify_signature(input: &[u8], public_key: &[u8; 32], signature: &[u8]) -> Result<(), String> {
+    let key = VerifyingKey::from_bytes(public_key).map_err(|_| "admin key is not an Ed25519 key".to_string())?;
+    let sig = Signature::from_slice(signature).map_err(|_| "malformed signature".to_string())?;
+    key.verify_strict(input, &sig).map_err(|_| "invalid signature".to_string())
+}
+
 /// Decode and check a signed command against the state at time `now` (the
 /// leader's proposal time). Returns the command and the admins who signed it.
 pub fn check(
@@ -71,9 +78,7 @@ pub fn check(
         let Some(pk) = state.admins.get(&s.admin_key_id) else {
             return Err(format!("signature by unknown admin key {}", s.admin_key_id));
         };
-        let key = VerifyingKey::from_bytes(pk).map_err(|_| "stored admin key is invalid".to_string())?;
-        let sig = Signature::from_slice(&s.signature).map_err(|_| "malformed signature".to_string())?;
-        key.verify_strict(&input, &sig).map_err(|_| format!("invalid signature by admin key {}", s.admin_key_id))?;
+        verify_signature(&input, pk, &s.signature).map_err(|e| format!("{e} by admin key {}", s.admin_key_id))?;
         signers.insert(s.admin_key_id.clone());
     }
     let cmd = signed.decode_command().map_err(|e| format!("signed bytes are not an AdminCommand: {e}"))?;

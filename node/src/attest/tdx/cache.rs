@@ -60,12 +60,6 @@ impl<V> Cache<V> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-
-    pub fn clear(&self) {
-        let mut inner = self.lock();
-        inner.map.clear();
-        inner.order.clear();
-    }
 }
 
 #[cfg(test)]

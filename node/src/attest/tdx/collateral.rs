@@ -90,12 +90,6 @@ impl Window {
         self.items.push((what.into(), not_before, not_after));
     }
 
-    pub fn merge(&mut self, other: &Window) {
-        for (what, nb, na) in &other.items {
-            self.add(what.clone(), *nb, *na);
-        }
-    }
-
     /// Add a certificate's validity period.
     pub fn add_cert(&mut self, what: &str, der: &[u8]) -> Result<()> {
         let cert = x509_cert::Certificate::from_der(der)

@@ -62,12 +62,6 @@ impl TdxVerifier {
         TdxVerifier { root, collateral: Cache::new(64), pck: Cache::new(1024) }
     }
 
-    /// Forget every cached verification (for benchmarks and after a root change).
-    pub fn clear_cache(&self) {
-        self.collateral.clear();
-        self.pck.clear();
-    }
-
     /// Verify a quote. `input` may be the raw quote, the quote as hex text, or
     /// either followed by zero padding.
     #[tracing::instrument(skip_all, name = "tdx.verify", fields(now = opts.now))]
