@@ -32,6 +32,11 @@ impl Admin {
         Ok(Admin { policy })
     }
 
+    /// The genesis guardian policy, as guardctl checks nodes against it.
+    pub fn policy(&self) -> &AttestingPeerPolicy {
+        &self.policy
+    }
+
     /// An admin client for one node; the node must prove it is that node.
     pub async fn connect(&self, node: &NodeEntry) -> anyhow::Result<AdminServiceClient<Channel>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -30,6 +30,10 @@ pub struct ClusterFile {
     /// INSECURE development cluster (simulated TEEs): the sim keys to trust.
     #[serde(default)]
     pub insecure_sim_keys: Vec<String>,
+    /// INSECURE development cluster: seeds of simulated TEEs not yet used by a
+    /// node, for `guardctl dev add-node` (their keys are in `insecure_sim_keys`).
+    #[serde(default)]
+    pub insecure_spare_seeds: Vec<String>,
     pub nodes: Vec<NodeEntry>,
 }
 

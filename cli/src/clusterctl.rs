@@ -211,7 +211,7 @@ pub async fn send(cluster: &ClusterFile, signed: SignedCommand) -> anyhow::Resul
 }
 
 pub fn revoke_node(node_id: u64) -> Body {
-    Body::RevokeNode(RevokeNode { node_id, ..Default::default() })
+    Body::RevokeNode(RevokeNode { node_id })
 }
 
 pub fn create_namespace(name: &str) -> Body {

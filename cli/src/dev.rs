@@ -20,6 +20,16 @@ pub enum DevCmd {
         #[command(flatten)]
         shape: Shape,
     },
+    /// Add a node that is not in the genesis file to a dev cluster and start it
+    /// (INSECURE simulated TEE). It asks to join; approve it with
+    /// `guardctl node approve ID`.
+    AddNode {
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Only write its config (node-ID.toml) and its entry in cluster.json.
+        #[arg(long)]
+        no_start: bool,
+    },
     /// Print simulated-TEE evidence (INSECURE) to stdout and its signing public key to stderr.
     SimEvidence {
         /// 32-byte hex seed of the simulated TEE's Ed25519 key.
@@ -79,6 +89,7 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DevCmd::Up { shape } => up(&shape),
+        DevCmd::AddNode { cluster, no_start } => add_node(&cluster, no_start),
         DevCmd::SimEvidence { seed, label, report_data } => {
             let seed: [u8; 32] = hex::decode(&seed)
                 .ok()
@@ -97,6 +108,41 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn add_node(dir: &std::path::Path, no_start: bool) -> anyhow::Result<ExitCode> {
+    let entry = crate::devup::add_node(dir)?;
+    eprintln!("{INSECURE_LABEL}");
+    println!(
+        "added node {} (peer {}, admin {}), config {}",
+        entry.id,
+        entry.peer_addr,
+        entry.admin_addr,
+        entry.config.display()
+    );
+    if !no_start {
+        let bin = crate::devup::guardian_binary()?;
+        let child = crate::devup::spawn(&bin, dir, &entry)?;
+        let mut cluster = crate::cluster::ClusterFile::load(dir)?;
+        if let Some(n) = cluster.nodes.iter_mut().find(|n| n.id == entry.id) {
+            n.pid = Some(child.id());
+        }
+        cluster.save(dir)?;
+        println!(
+            "started node {} (pid {}, log {}/node-{}.log); stop it with kill {}",
+            entry.id,
+            child.id(),
+            dir.display(),
+            entry.id,
+            child.id()
+        );
+    }
+    println!(
+        "it asks the cluster to join; admit it with:\n  guardctl node approve {} --cluster {}",
+        entry.id,
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn up(shape: &Shape) -> anyhow::Result<ExitCode> {

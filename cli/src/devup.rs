@@ -39,6 +39,10 @@ fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     f.write_all(text.as_bytes())
 }
 
+/// Extra simulated-TEE keys every dev node trusts from the start, so that
+/// `guardctl dev add-node` can start nodes the cluster will accept.
+pub const SPARE_NODES: u32 = 4;
+
 /// Write genesis, admin key, node configs and cluster.json for a new dev cluster.
 pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
     if o.nodes == 0 || o.threshold == 0 || o.threshold > o.nodes {
@@ -71,7 +75,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
     let admin_key = admins[0].1.clone();
 
     let m = SimMeasurements::from_label(DEV_LABEL);
-    let seeds: Vec<[u8; 32]> = (0..o.nodes).map(|_| random::<32>()).collect();
+    let seeds: Vec<[u8; 32]> = (0..o.nodes + SPARE_NODES).map(|_| random::<32>()).collect();
     let sim_keys: Vec<String> = seeds
         .iter()
         .map(|s| hex::encode(SimTee::new(s, SimMeasurements::from_label(DEV_LABEL)).public_key()))
@@ -114,24 +118,78 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
     ));
     let genesis_path = dir.join("genesis.toml");
     std::fs::write(&genesis_path, genesis)?;
-    let trusted = sim_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
-    for (n, seed) in nodes.iter().zip(&seeds) {
-        let config = format!(
-            "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n\n\
-             [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n",
-            n.id,
-            n.data_dir.display(),
-            genesis_path.display(),
-            n.peer_addr,
-            n.admin_addr,
-            n.health_addr,
-            hex::encode(seed)
-        );
-        write_secret(&n.config, &config)?;
+    let mut cluster = ClusterFile {
+        cluster_id,
+        genesis: genesis_path,
+        admin_key,
+        insecure_sim_keys: sim_keys,
+        insecure_spare_seeds: seeds[nodes.len()..].iter().map(hex::encode).collect(),
+        nodes: Vec::new(),
+    };
+    for (n, seed) in nodes.into_iter().zip(&seeds) {
+        write_node_config(&cluster, &n, seed)?;
+        cluster.nodes.push(n);
     }
-    let cluster = ClusterFile { cluster_id, genesis: genesis_path, admin_key, insecure_sim_keys: sim_keys, nodes };
     cluster.save(&dir)?;
     Ok(cluster)
+}
+
+/// A node's config file: its ports, data, and simulated TEE, trusting every
+/// simulated TEE of the cluster (spares included).
+fn write_node_config(cluster: &ClusterFile, n: &NodeEntry, seed: &[u8; 32]) -> anyhow::Result<()> {
+    let trusted = cluster.insecure_sim_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let config = format!(
+        "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\npeer_advertise = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n\n\
+         [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n",
+        n.id,
+        n.data_dir.display(),
+        cluster.genesis.display(),
+        n.peer_addr,
+        n.peer_addr,
+        n.admin_addr,
+        n.health_addr,
+        hex::encode(seed)
+    );
+    Ok(write_secret(&n.config, &config)?)
+}
+
+/// Add a node that is not in the genesis file to a dev cluster's directory:
+/// the next id, the next free ports, a spare simulated TEE. Returns its entry;
+/// the node asks to join once started, and an admin approves it.
+pub fn add_node(dir: &Path) -> anyhow::Result<NodeEntry> {
+    let mut cluster = ClusterFile::load(dir)?;
+    let seed_hex = cluster.insecure_spare_seeds.first().cloned().ok_or_else(|| {
+        UsageError(format!("this dev cluster has no spare simulated TEE left (it had {SPARE_NODES})"))
+    })?;
+    let seed: [u8; 32] = hex::decode(&seed_hex)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| UsageError("cluster.json: a spare seed is not 32 bytes of hex".into()))?;
+    let id = cluster.nodes.iter().map(|n| n.id).max().unwrap_or(0) + 1;
+    let next_port = |addr: fn(&NodeEntry) -> &String| -> anyhow::Result<String> {
+        let max = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| addr(n).rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()))
+            .max()
+            .ok_or_else(|| UsageError("cluster.json lists no node ports".into()))?;
+        Ok(format!("127.0.0.1:{}", max.checked_add(1).ok_or_else(|| anyhow::anyhow!("no port left"))?))
+    };
+    let dir = dir.canonicalize()?;
+    let entry = NodeEntry {
+        id,
+        peer_addr: next_port(|n| &n.peer_addr)?,
+        admin_addr: next_port(|n| &n.admin_addr)?,
+        health_addr: next_port(|n| &n.health_addr)?,
+        config: dir.join(format!("node-{id}.toml")),
+        data_dir: dir.join(format!("node-{id}")),
+        pid: None,
+    };
+    write_node_config(&cluster, &entry, &seed)?;
+    cluster.insecure_spare_seeds.remove(0);
+    cluster.nodes.push(entry.clone());
+    cluster.save(&dir)?;
+    Ok(entry)
 }
 
 /// The `guardian` binary next to this `guardctl`.

@@ -6,6 +6,7 @@
 //! - `cluster`: the cluster description on disk (`cluster.json`).
 //! - `admin_client`: attested connections to nodes' admin ports.
 //! - `clusterctl`: `status` and signed admin commands (`namespace create`, `node revoke`).
+//! - `joins`: `node joins` and `node approve`: nodes asking to join, checked before approval.
 //! - `proposal`: commands that need several admins: `--propose FILE`, `approve`, `submit`.
 //! - `output`: rendering of verdicts as text or JSON.
 //!
@@ -18,6 +19,7 @@ mod clusterctl;
 mod dev;
 mod devup;
 mod evidence;
+mod joins;
 mod output;
 mod proposal;
 
@@ -91,14 +93,40 @@ struct SignArgs {
 
 impl SignArgs {
     fn run(&self, body: guardian_proto::v1::admin_command::Body) -> anyhow::Result<ExitCode> {
+        self.run_with(async { Ok(body) })
+    }
+
+    /// Sign and send (or propose) the body `make` produces, once it has.
+    fn run_with(
+        &self,
+        make: impl std::future::Future<Output = anyhow::Result<guardian_proto::v1::admin_command::Body>>,
+    ) -> anyhow::Result<ExitCode> {
         let how =
             clusterctl::Sending { dir: &self.cluster, key: self.key.as_deref(), propose: self.propose.as_deref() };
-        tokio::runtime::Runtime::new()?.block_on(clusterctl::issue(how, body, &self.reason))
+        tokio::runtime::Runtime::new()?.block_on(async { clusterctl::issue(how, make.await?, &self.reason).await })
     }
 }
 
 #[derive(Subcommand)]
 enum NodeCmd {
+    /// List nodes asking to join (as every reachable node reports them).
+    Joins {
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Admit a node that asked to join: guardctl checks its certificate and
+    /// evidence against the guardian policy, shows them, and signs. The node
+    /// joins as a learner and becomes a voter once it has caught up.
+    Approve {
+        id: u64,
+        /// Hex prefix of the identity to admit, when one id asked with several keys.
+        #[arg(long)]
+        identity: Option<String>,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
     /// Revoke a node: it leaves the cluster, every peer refuses its identity
     /// from then on, and it cannot rejoin with it. Needs the admin quorum.
     Revoke {
@@ -163,6 +191,12 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(clusterctl::status(&cluster, json))),
         Command::Namespace(NamespaceCmd::Create { name, sign }) => sign.run(clusterctl::create_namespace(&name)),
         Command::Node(NodeCmd::Revoke { id, sign }) => sign.run(clusterctl::revoke_node(id)),
+        Command::Node(NodeCmd::Joins { cluster, json }) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(joins::list(&cluster, json))),
+        Command::Node(NodeCmd::Approve { id, identity, sign }) => {
+            sign.run_with(joins::approval(&sign.cluster, id, identity.as_deref()))
+        }
         Command::Approve { file, cluster, key } => clusterctl::approve(&cluster, &file, key.as_deref()),
         Command::Submit { file, cluster } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

@@ -20,6 +20,9 @@ struct Args {
     genesis: Option<PathBuf>,
     #[arg(long)]
     peer_listen: Option<std::net::SocketAddr>,
+    /// host:port other nodes reach this node's peer port at (needed by a node not in the genesis file).
+    #[arg(long)]
+    peer_advertise: Option<String>,
     #[arg(long)]
     admin_listen: Option<std::net::SocketAddr>,
     #[arg(long)]
@@ -27,6 +30,13 @@ struct Args {
     /// text or json
     #[arg(long)]
     log_format: Option<String>,
+    /// TEE this node runs in: tdx, or sim (INSECURE, development only; also needs
+    /// --insecure-simulated-tee and the sim settings in the config file).
+    #[arg(long)]
+    tee_kind: Option<String>,
+    /// Confirms --tee-kind sim: this node will prove nothing about its hardware.
+    #[arg(long)]
+    insecure_simulated_tee: bool,
 }
 
 fn main() -> ExitCode {
@@ -48,7 +58,10 @@ fn main() -> ExitCode {
     toml.data_dir = args.data_dir.or(toml.data_dir);
     toml.genesis = args.genesis.or(toml.genesis);
     toml.peer_listen = args.peer_listen.or(toml.peer_listen);
+    toml.peer_advertise = args.peer_advertise.or(toml.peer_advertise);
     toml.admin_listen = args.admin_listen.or(toml.admin_listen);
+    toml.tee.kind = args.tee_kind.or(toml.tee.kind);
+    toml.tee.insecure_simulated_tee |= args.insecure_simulated_tee;
     toml.health_listen = args.health_listen.or(toml.health_listen);
     match args.log_format.as_deref() {
         Some("json") => toml.log_format = Some(LogFormat::Json),

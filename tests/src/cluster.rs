@@ -31,6 +31,7 @@ impl Default for Tuning {
 pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub n: u64,
+    tuning: Tuning,
     children: BTreeMap<u64, Child>,
     restarts: u32,
 }
@@ -71,20 +72,38 @@ impl TestCluster {
             .output()
             .expect("guardctl dev init");
         assert!(out.status.success(), "dev init: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = TestCluster { dir, n, tuning, children: BTreeMap::new(), restarts: 0 };
         for id in 1..=n {
-            let p = dir.path().join(format!("node-{id}.toml"));
-            let cfg = std::fs::read_to_string(&p).expect("node config");
-            let tuned = format!(
-                "heartbeat_ms = {}\nelection_timeout_ms = {}\nsnapshot_every = {}\nsnapshot_keep_logs = {}\n{cfg}",
-                tuning.heartbeat_ms, tuning.election_timeout_ms, tuning.snapshot_every, tuning.snapshot_keep_logs
-            );
-            std::fs::write(&p, tuned).expect("write config");
-        }
-        let mut c = TestCluster { dir, n, children: BTreeMap::new(), restarts: 0 };
-        for id in 1..=n {
+            c.tune(id);
             c.start_node(id);
         }
         c
+    }
+
+    /// Put the test's Raft timing into node `id`'s config.
+    fn tune(&self, id: u64) {
+        let t = self.tuning;
+        let p = self.path().join(format!("node-{id}.toml"));
+        let cfg = std::fs::read_to_string(&p).expect("node config");
+        let tuned = format!(
+            "heartbeat_ms = {}\nelection_timeout_ms = {}\nsnapshot_every = {}\nsnapshot_keep_logs = {}\n{cfg}",
+            t.heartbeat_ms, t.election_timeout_ms, t.snapshot_every, t.snapshot_keep_logs
+        );
+        std::fs::write(&p, tuned).expect("write config");
+    }
+
+    /// `guardctl dev add-node`: a node outside the genesis file, started; it
+    /// asks to join. Returns its id.
+    pub fn add_node(&mut self) -> u64 {
+        let out = self.guardctl(&["dev", "add-node", "--no-start"]);
+        assert!(out.status.success(), "dev add-node: {}", String::from_utf8_lossy(&out.stderr));
+        let cluster: Value =
+            serde_json::from_slice(&std::fs::read(self.path().join("cluster.json")).expect("cluster.json"))
+                .expect("json");
+        let id = cluster["nodes"].as_array().and_then(|n| n.last()).and_then(|n| n["id"].as_u64()).expect("new node");
+        self.tune(id);
+        self.start_node(id);
+        id
     }
 
     pub fn path(&self) -> &Path {

@@ -245,3 +245,94 @@ fn quorum_commands_need_approvals_from_enough_admins() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("replayed"), "{}", text(&out));
 }
+
+/// Node ids pending in `guardctl node joins --json`.
+fn pending_joins(c: &TestCluster) -> Vec<u64> {
+    let out = c.guardctl(&["node", "joins", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["pending"].as_array().into_iter().flatten().filter_map(|p| p["node_id"].as_u64()).collect()
+}
+
+fn role_of(s: &serde_json::Value, id: u64) -> String {
+    let members = s["members"].as_array().cloned().unwrap_or_default();
+    members.iter().find(|m| m["id"] == id).map(|m| m["role"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+}
+
+#[test]
+fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
+    let mut c = TestCluster::start(3, Tuning::default());
+    c.wait_ready(&[1, 2, 3], READY);
+    assert!(c.create_namespace("before-join"));
+
+    // Two nodes outside the genesis file ask to join; nothing changes until an admin approves.
+    let joiners = [c.add_node(), c.add_node()];
+    let deadline = Instant::now() + READY;
+    while pending_joins(&c) != joiners {
+        assert!(Instant::now() < deadline, "join requests not listed: {:?}", pending_joins(&c));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(c.status()["members"].as_array().unwrap().len(), 3);
+    let out = c.guardctl(&["node", "approve", "9"]);
+    assert_eq!(out.status.code(), Some(2), "no such request: {}", String::from_utf8_lossy(&out.stderr));
+
+    let t0 = Instant::now();
+    for id in joiners {
+        let out = c.guardctl(&["node", "approve", &id.to_string(), "--reason", "capacity"]);
+        assert!(out.status.success(), "approve {id}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("allowed by rule"), "shows what it approves");
+    }
+    // Learners catch up on the log, then the leader promotes them.
+    let all = [1, 2, 3, joiners[0], joiners[1]];
+    let deadline = Instant::now() + READY;
+    loop {
+        let s = c.wait_members(&all, 5, READY);
+        if joiners.iter().all(|id| role_of(&s, *id) == "voter") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "joiners not promoted: {s}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    println!("join: two approved nodes were voters {:.2} s after approval", t0.elapsed().as_secs_f64());
+    for id in joiners {
+        c.wait_applied(id, &["before-join".to_string()], READY);
+    }
+
+    // With two of the three founders down, only the joiners' votes make a majority of five.
+    let leader = c.leader();
+    let founders_down: Vec<u64> = [1, 2, 3].into_iter().filter(|i| *i != leader).collect();
+    for id in &founders_down {
+        c.kill9(*id);
+    }
+    assert!(c.create_namespace("joiners-vote"), "3 of 5 voters (two of them joiners) must commit");
+    for id in founders_down {
+        c.start_node(id);
+    }
+
+    // Revoke a joiner while it is down; it comes back with its old identity and an empty log.
+    let victim = joiners[1];
+    c.kill9(victim);
+    let out = c.guardctl(&["node", "revoke", &victim.to_string(), "--reason", "test"]);
+    assert!(out.status.success(), "revoke: {}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(c.path().join(format!("node-{victim}")).join("sled")).unwrap();
+    c.start_node(victim);
+    // Every member it asks (the genesis members, as it learned no others)
+    // refuses its identity at the handshake, so it cannot even ask.
+    let deadline = Instant::now() + READY;
+    loop {
+        let members = [1, 2, 3];
+        let refusing: Vec<u64> =
+            members.iter().copied().filter(|id| c.log_of(*id).contains(&format!("node {victim}"))).collect();
+        let refusing: Vec<u64> = refusing.into_iter().filter(|id| c.log_of(*id).contains("is revoked")).collect();
+        if refusing.len() == members.len() && c.log_of(victim).contains("no member accepted the join request") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "revoked node {victim} refused only by {refusing:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(!pending_joins(&c).contains(&victim), "a revoked identity is never pending");
+    let out = c.guardctl(&["node", "approve", &victim.to_string()]);
+    assert!(!out.status.success(), "a revoked node cannot be approved again");
+    let s = c.wait_members(&[1, 2, 3, joiners[0]], 4, READY);
+    assert_eq!(role_of(&s, victim), "");
+    assert!(c.create_namespace("after-revoke"));
+}

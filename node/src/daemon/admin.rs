@@ -22,6 +22,7 @@ pub struct AdminServer {
     pub state: StateView,
     pub genesis: Genesis,
     pub clock: crate::net::ratls::Clock,
+    pub joins: std::sync::Arc<super::joins::PendingJoins>,
 }
 
 #[tonic::async_trait]
@@ -139,6 +140,14 @@ impl AdminService for AdminServer {
     }
     async fn audit_log(&self, _r: Request<AuditLogRequest>) -> Result<Response<AuditLogResponse>, Status> {
         not_yet("the audit log")
+    }
+    #[tracing::instrument(skip_all, name = "admin.list_join_requests")]
+    async fn list_join_requests(
+        &self,
+        _r: Request<ListJoinRequestsRequest>,
+    ) -> Result<Response<ListJoinRequestsResponse>, Status> {
+        let requests = self.state.with_state(|s| self.joins.list(s));
+        Ok(Response::new(ListJoinRequestsResponse { requests }))
     }
     async fn get_node_evidence(
         &self,

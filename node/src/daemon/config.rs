@@ -4,7 +4,9 @@
 //! node_id = 1
 //! data_dir = "/var/lib/guardian"
 //! genesis = "/etc/guardian/genesis.toml"
-//! peer_listen = "0.0.0.0:7100"     # RA-TLS between guardians; advertise = the genesis address
+//! peer_listen = "0.0.0.0:7100"     # RA-TLS between guardians
+//! # peer_advertise = "10.0.0.6:7100" # where others reach this node: a genesis member's must equal
+//! #                                  # its genesis address; a node not in genesis (a joiner) needs it
 //! admin_listen = "127.0.0.1:7200"  # guardctl (server-attested TLS; commands are signed)
 //! health_listen = "127.0.0.1:7300" # HTTP: /healthz (process up), /readyz (in a cluster with a leader)
 //! log_format = "text"              # or "json"
@@ -58,6 +60,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub genesis: PathBuf,
     pub peer_listen: SocketAddr,
+    /// host:port other nodes reach the peer port at (joiners must set it).
+    pub peer_advertise: Option<String>,
     pub admin_listen: SocketAddr,
     pub health_listen: SocketAddr,
     pub log_format: LogFormat,
@@ -79,6 +83,7 @@ pub struct ConfigToml {
     pub data_dir: Option<PathBuf>,
     pub genesis: Option<PathBuf>,
     pub peer_listen: Option<SocketAddr>,
+    pub peer_advertise: Option<String>,
     pub admin_listen: Option<SocketAddr>,
     pub health_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
@@ -157,6 +162,7 @@ impl ConfigToml {
             data_dir: self.data_dir.ok_or_else(|| need("data_dir"))?,
             genesis: self.genesis.ok_or_else(|| need("genesis"))?,
             peer_listen: self.peer_listen.ok_or_else(|| need("peer_listen"))?,
+            peer_advertise: self.peer_advertise,
             admin_listen: self.admin_listen.ok_or_else(|| need("admin_listen"))?,
             health_listen: self.health_listen.ok_or_else(|| need("health_listen"))?,
             log_format: self.log_format.unwrap_or(LogFormat::Text),

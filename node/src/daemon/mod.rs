@@ -2,13 +2,17 @@
 //! health endpoints, bootstrap from genesis, and graceful shutdown.
 //!
 //! - [`config`]: the TOML configuration and its checks.
-//! - [`node`]: starting a node and its tasks; bootstrap.
-//! - [`admin`]: the admin gRPC service (signed commands, status).
+//! - [`node`]: starting a node and its tasks.
+//! - [`membership`]: bootstrap, joining, and Raft membership following the member list.
+//! - [`joins`]: join requests as members see them (pending until an admin approves).
+//! - [`admin`]: the admin gRPC service (signed commands, status, pending joins).
 //! - [`health`]: `/healthz` and `/readyz` over HTTP.
 
 pub mod admin;
 pub mod config;
 pub mod health;
+pub mod joins;
+pub mod membership;
 pub mod node;
 
 use std::sync::Arc;

@@ -1,9 +1,8 @@
 //! Starting and running one guardian node.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use guardian_proto::v1::admin_service_server::AdminServiceServer;
@@ -14,18 +13,20 @@ use tokio::sync::watch;
 use super::admin::AdminServer;
 use super::config::{Config, TeeConfig};
 use super::health::{self, Readiness};
+use super::joins::PendingJoins;
+use super::membership::{ask_to_join, bootstrap, membership_check, reconcile, Me, Observed, Provisional};
 use crate::attest::sim::{SimMeasurements, SimTee, SimTrust};
 use crate::attest::Verifier;
 use crate::net::ratls::cert::{self, CertRequest, EvidenceSource, NodeKey};
 use crate::net::ratls::grpc::{self, CredentialResolver};
-use crate::net::ratls::verify::{AttestingPeerPolicy, PeerCertificate, PeerPolicy};
+use crate::net::ratls::verify::{AttestingPeerPolicy, PeerPolicy};
 use crate::net::ratls::{system_clock, Clock};
 use crate::raft::network::{BoxFuture, Connector, Network};
 use crate::raft::service::PeerServer;
-use crate::raft::types::{NodeAddr, Raft};
+use crate::raft::types::Raft;
 use crate::state::apply::NodeApplier;
 use crate::state::genesis::Genesis;
-use crate::state::{Command, Member, MemberStatus, NodeId, NodeIdentity};
+use crate::state::NodeId;
 use crate::store::{self, DevFileSealer, Sealer, StateView};
 
 /// Lifetime of RA-TLS certificates; renewed with fresh evidence well before expiry.
@@ -38,9 +39,6 @@ pub struct StartError(String);
 fn err(context: &str) -> impl Fn(String) -> StartError + '_ {
     move |e| StartError(format!("{context}: {e}"))
 }
-
-/// Identities seen on successful handshakes, for the bootstrap entry.
-type Observed = Arc<Mutex<BTreeMap<NodeId, NodeIdentity>>>;
 
 /// Load the sealed node key, or make and seal one.
 fn node_key(dir: &Path, sealer: &dyn Sealer) -> Result<NodeKey, StartError> {
@@ -73,34 +71,6 @@ fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())
-}
-
-/// The peer policy's own checks, against the replicated state (after
-/// bootstrap) or the genesis file (before): membership, pinned identity, revocation.
-fn membership_check(genesis: &Genesis, view: StateView, observed: Observed) -> crate::net::ratls::verify::ExtraCheck {
-    let genesis = genesis.clone();
-    Arc::new(move |peer: &PeerCertificate, _claims| {
-        let state = view.state();
-        if state.revoked.contains(&peer.identity) {
-            return Err(format!("node {} (identity {}) is revoked", peer.node_id, peer.identity));
-        }
-        if state.genesis_digest.is_some() {
-            let member =
-                state.members.get(&peer.node_id).ok_or_else(|| format!("node {} is not a member", peer.node_id))?;
-            if member.identity != peer.identity {
-                return Err(format!(
-                    "node {} presented identity {}, the cluster knows it as {}",
-                    peer.node_id, peer.identity, member.identity
-                ));
-            }
-        } else if genesis.member(peer.node_id).is_none() {
-            return Err(format!("node {} is not a genesis member", peer.node_id));
-        }
-        if let Ok(mut o) = observed.lock() {
-            o.insert(peer.node_id, peer.identity);
-        }
-        Ok(())
-    })
 }
 
 /// Opens RA-TLS channels to peers, insisting the peer is the node we meant.
@@ -150,16 +120,29 @@ pub async fn run(
     let genesis_text =
         std::fs::read_to_string(&config.genesis).map_err(|e| err("reading the genesis file")(e.to_string()))?;
     let genesis = Genesis::parse(&genesis_text).map_err(|e| StartError(e.to_string()))?;
-    let me = genesis.member(config.node_id).cloned().ok_or_else(|| {
-        StartError(format!(
-            "node {} is not in the genesis file; joining an existing cluster is not supported yet",
-            config.node_id
-        ))
-    })?;
+    // A genesis member is reached at its genesis address; any other node is
+    // a joiner and says where it can be reached.
+    let founder = genesis.member(config.node_id).is_some();
+    let advertise = match (genesis.member(config.node_id), &config.peer_advertise) {
+        (Some(m), Some(a)) if *a != m.addr => {
+            return Err(StartError(format!(
+                "peer_advertise {a} differs from node {}'s address {} in the genesis file",
+                config.node_id, m.addr
+            )))
+        }
+        (Some(m), _) => m.addr.clone(),
+        (None, Some(a)) => a.clone(),
+        (None, None) => {
+            return Err(StartError(format!(
+                "node {} is not in the genesis file, so it joins the running cluster: set peer_advertise (--peer-advertise) to the host:port other nodes reach its peer port at",
+                config.node_id
+            )))
+        }
+    };
     std::fs::create_dir_all(&config.data_dir).map_err(|e| err("creating the data directory")(e.to_string()))?;
     let clock = system_clock();
 
-    let (source, verifier, mrtd): (Box<dyn EvidenceSource>, Verifier, String) = match &config.tee {
+    let (source, verifier, mrtd): (Box<dyn EvidenceSource>, Arc<Verifier>, String) = match &config.tee {
         TeeConfig::InsecureSim { seed, trusted_keys, label } => {
             tracing::warn!("INSECURE simulated TEE: this node proves nothing about its hardware; development only");
             let m = SimMeasurements::from_label(label);
@@ -168,7 +151,7 @@ pub async fn run(
             let mut keys = trusted_keys.clone();
             keys.push(tee.public_key());
             let trust = SimTrust::insecure_for_development(&keys).map_err(|e| StartError(e.to_string()))?;
-            (Box::new(tee), Verifier { sim: Some(trust), ..Verifier::default() }, mrtd)
+            (Box::new(tee), Arc::new(Verifier { sim: Some(trust), ..Verifier::default() }), mrtd)
         }
         TeeConfig::Tdx { .. } => {
             return Err(StartError(
@@ -191,7 +174,12 @@ pub async fn run(
     let creds = CredentialResolver::new(issue(&key, clock())?).map_err(|e| err("TLS credentials")(e.to_string()))?;
     tracing::info!(node = config.node_id, identity = %key.identity(), "node identity");
 
-    let applier = Arc::new(NodeApplier { genesis: genesis.clone() });
+    // The guardian policy alone, without this node's membership checks: for
+    // joiners, who are not members yet (and on apply, where the state machine
+    // checks membership itself).
+    let bare_policy =
+        Arc::new(AttestingPeerPolicy::new(genesis.cluster_id, verifier.clone(), genesis.guardian_policy.clone()));
+    let applier = Arc::new(NodeApplier { genesis: genesis.clone(), joiners: bare_policy.clone() });
     let (log, sm) =
         store::open(&config.data_dir, sealer.clone(), applier).map_err(|e| err("opening the store")(e.to_string()))?;
     let view = sm.view();
@@ -204,10 +192,12 @@ pub async fn run(
         }
     }
     let observed: Observed = Arc::default();
+    let provisional: Provisional = Arc::default();
     let policy: Arc<dyn PeerPolicy> = Arc::new(
-        AttestingPeerPolicy::new(genesis.cluster_id, Arc::new(verifier), genesis.guardian_policy.clone())
-            .with_extra(membership_check(&genesis, view.clone(), observed.clone())),
+        AttestingPeerPolicy::new(genesis.cluster_id, verifier, genesis.guardian_policy.clone())
+            .with_extra(membership_check(&genesis, view.clone(), observed.clone(), provisional.clone())),
     );
+    let joins = Arc::new(PendingJoins::new(bare_policy, clock.clone()));
 
     let raft_config = RaftConfig {
         cluster_name: hex::encode(genesis.cluster_id),
@@ -220,9 +210,9 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| err("Raft configuration")(e.to_string()))?;
-    let network = Network {
-        connector: Arc::new(RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() }),
-    };
+    let connector: Arc<dyn Connector> =
+        Arc::new(RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() });
+    let network = Network { connector: connector.clone() };
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
         .await
         .map_err(|e| err("starting Raft")(e.to_string()))?;
@@ -248,7 +238,7 @@ pub async fn run(
     // Connections are re-established (and so re-attested) at least this often,
     // so an expired certificate or revoked peer cannot keep an old one open.
     let peer_router = tonic::transport::Server::builder().max_connection_age(Duration::from_secs(600)).add_service(
-        PeerServiceServer::new(PeerServer { raft: raft.clone(), state: view.clone() })
+        PeerServiceServer::new(PeerServer { raft: raft.clone(), state: view.clone(), joins: joins.clone() })
             .max_decoding_message_size(64 << 20),
     );
     let peer_task = tokio::spawn(grpc::serve(peer_listener, peer_tls, peer_router, stopped(stop_rx.clone())));
@@ -260,25 +250,37 @@ pub async fn run(
         state: view.clone(),
         genesis: genesis.clone(),
         clock: clock.clone(),
+        joins,
     }));
     let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
 
     let ready = Arc::new(Ready { raft: raft.clone(), state: view.clone() });
     let health_task = tokio::spawn(health::serve(health_listener, ready, stopped(stop_rx.clone())));
 
-    let boot_task = tokio::spawn(bootstrap(
-        raft.clone(),
-        genesis.clone(),
-        config.node_id,
-        key.identity(),
-        mrtd.clone(),
-        view.clone(),
-        observed.clone(),
-        RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() },
-        stopped(stop_rx.clone()),
-    ));
-    let members_task =
-        tokio::spawn(reconcile_membership(raft.clone(), config.node_id, view.clone(), stopped(stop_rx.clone())));
+    // Founders bootstrap from the genesis file; other nodes ask to join.
+    let boot_task = if founder {
+        let me = Me { id: config.node_id, identity: key.identity(), mrtd };
+        tokio::spawn(bootstrap(
+            raft.clone(),
+            genesis.clone(),
+            me,
+            view.clone(),
+            observed,
+            connector.clone(),
+            stopped(stop_rx.clone()),
+        ))
+    } else {
+        tokio::spawn(ask_to_join(
+            genesis.clone(),
+            config.node_id,
+            advertise.clone(),
+            view.clone(),
+            provisional,
+            connector,
+            stopped(stop_rx.clone()),
+        ))
+    };
+    let members_task = tokio::spawn(reconcile(raft.clone(), config.node_id, view.clone(), stopped(stop_rx.clone())));
     let renew_task = tokio::spawn({
         let creds = creds.clone();
         let clock = clock.clone();
@@ -300,7 +302,7 @@ pub async fn run(
             }
         }
     });
-    tracing::info!(node = config.node_id, peer = %me.addr, admin = %config.admin_listen, health = %config.health_listen, "guardian node started");
+    tracing::info!(node = config.node_id, peer = %advertise, admin = %config.admin_listen, health = %config.health_listen, "guardian node started");
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -316,105 +318,4 @@ pub async fn run(
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Found the cluster from the genesis file once every member has been
-/// attested: the initializer (lowest id) initializes Raft with all genesis
-/// members as voters; whichever node then leads proposes the bootstrap entry
-/// with the identities it attested. Idempotent across restarts.
-#[allow(clippy::too_many_arguments)]
-async fn bootstrap(
-    raft: Raft,
-    genesis: Genesis,
-    me: NodeId,
-    my_identity: NodeIdentity,
-    mrtd: String,
-    view: StateView,
-    observed: Observed,
-    connector: RaTlsConnector,
-    stop: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-            _ = &mut stop => return,
-        }
-        if view.with_state(|s| s.genesis_digest.is_some()) {
-            return;
-        }
-        // Attest every peer we have not seen yet (the handshake does it both ways).
-        let missing: Vec<_> = {
-            let seen = observed.lock().map(|o| o.clone()).unwrap_or_default();
-            genesis.members.iter().filter(|m| m.id != me && !seen.contains_key(&m.id)).cloned().collect()
-        };
-        for m in &missing {
-            if let Err(e) = connector.connect(m.id, m.addr.clone()).await {
-                tracing::debug!(peer = m.id, error = %e, "peer not attested yet");
-            }
-        }
-        let seen = observed.lock().map(|o| o.clone()).unwrap_or_default();
-        let all_seen = genesis.members.iter().all(|m| m.id == me || seen.contains_key(&m.id));
-        if !all_seen {
-            continue;
-        }
-        let metrics = raft.metrics().borrow().clone();
-        let initialized = metrics.membership_config.membership().voter_ids().next().is_some();
-        if !initialized && me == genesis.initializer() {
-            let members: BTreeMap<NodeId, NodeAddr> =
-                genesis.members.iter().map(|m| (m.id, NodeAddr { addr: m.addr.clone() })).collect();
-            match raft.initialize(members).await {
-                Ok(()) => tracing::info!("initialized Raft with every genesis member as a voter"),
-                Err(e) => tracing::debug!(error = %e, "initialize"),
-            }
-            continue;
-        }
-        if metrics.current_leader == Some(me) {
-            let members = genesis
-                .members
-                .iter()
-                .map(|m| Member {
-                    id: m.id,
-                    addr: m.addr.clone(),
-                    identity: if m.id == me { my_identity } else { seen[&m.id] },
-                    mrtd: mrtd.clone(),
-                    status: MemberStatus::Voter,
-                })
-                .collect();
-            match raft.client_write(Command::Bootstrap { genesis_digest: genesis.digest, members }).await {
-                Ok(r) => tracing::info!(index = r.log_id.index, response = ?r.data, "proposed the bootstrap entry"),
-                Err(e) => tracing::warn!(error = %e, "proposing the bootstrap entry"),
-            }
-        }
-    }
-}
-
-/// On the leader, keep Raft's voter set equal to the replicated member list:
-/// a revoked node is removed from Raft as soon as its revocation is applied.
-async fn reconcile_membership(raft: Raft, me: NodeId, view: StateView, stop: impl std::future::Future<Output = ()>) {
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = &mut stop => return,
-        }
-        let metrics = raft.metrics().borrow().clone();
-        if metrics.current_leader != Some(me) {
-            continue;
-        }
-        let wanted: std::collections::BTreeSet<NodeId> = view.with_state(|s| {
-            if s.genesis_digest.is_none() {
-                return Default::default();
-            }
-            s.members.values().filter(|m| m.status == MemberStatus::Voter).map(|m| m.id).collect()
-        });
-        let voters: std::collections::BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
-        if wanted.is_empty() || wanted == voters {
-            continue;
-        }
-        match raft.change_membership(wanted.clone(), false).await {
-            Ok(_) => tracing::info!(voters = ?wanted, "Raft membership now matches the member list"),
-            Err(e) => tracing::warn!(error = %e, "changing Raft membership"),
-        }
-    }
 }

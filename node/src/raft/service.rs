@@ -1,5 +1,5 @@
-//! The peer gRPC service: Raft RPCs into the local Raft node. Threshold
-//! protocol rounds and joins arrive with later issues.
+//! The peer gRPC service: Raft RPCs into the local Raft node, and join
+//! requests. Threshold protocol rounds arrive with a later issue.
 
 use guardian_proto::v1::peer_service_server::PeerService;
 use guardian_proto::v1::{
@@ -11,12 +11,14 @@ use serde::Serialize;
 use tonic::{Request, Response, Status};
 
 use super::types::Raft;
-use crate::net::ratls::grpc::peer_node;
+use crate::daemon::joins::PendingJoins;
+use crate::net::ratls::grpc::{peer_leaf, peer_node};
 use crate::store::StateView;
 
 pub struct PeerServer {
     pub raft: Raft,
     pub state: StateView,
+    pub joins: std::sync::Arc<PendingJoins>,
 }
 
 impl PeerServer {
@@ -84,8 +86,13 @@ impl PeerService for PeerServer {
         encode(self.raft.install_snapshot(decode(req.get_ref())?).await)
     }
 
-    async fn join(&self, _req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
-        not_yet("joining")
+    /// Open to attested non-members: the handshake checked the evidence
+    /// against the guardian policy; membership is what this decides.
+    #[tracing::instrument(skip_all, name = "peer.join")]
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let cert = peer_leaf(&req).ok_or_else(|| Status::unauthenticated("no attested peer certificate"))?;
+        let answer = self.state.with_state(|s| self.joins.answer(s, &cert, req.get_ref()));
+        Ok(Response::new(answer))
     }
     async fn threshold_round(&self, _req: Request<RoundMessage>) -> Result<Response<RoundAck>, Status> {
         not_yet("threshold rounds")

@@ -13,7 +13,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use guardian_proto::v1::{admin_command::Body, AdminCommand, AdminSignature, SignedCommand};
 use prost::Message;
 
-use super::ClusterState;
+use super::{ClusterState, JoinVerifier, Member, MemberStatus};
 
 /// Longest lifetime a command may ask for.
 pub const MAX_LIFETIME_SECS: i64 = 24 * 3600;
@@ -112,8 +112,9 @@ pub fn check(
     Ok((cmd, signers))
 }
 
-/// Apply a checked command. An error leaves the state unchanged.
-pub fn apply(state: &mut ClusterState, cmd: &AdminCommand) -> Result<(), String> {
+/// Apply a checked command at time `now` (the entry's proposal time). An
+/// error leaves the state unchanged.
+pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVerifier, now: u64) -> Result<(), String> {
     let body = cmd.body.as_ref().ok_or("command has no body")?;
     let mut next = state.clone();
     match body {
@@ -142,6 +143,35 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand) -> Result<(), String>
             }
             next.admin_quorum = q.quorum;
         }
+        Body::ApproveNodeJoin(j) => {
+            if j.node_id == 0 {
+                return Err("node id 0 is reserved".into());
+            }
+            if next.members.contains_key(&j.node_id) {
+                return Err(format!("node {} is already a member", j.node_id));
+            }
+            check_address(&j.address)?;
+            if let Some(m) = next.members.values().find(|m| m.addr == j.address) {
+                return Err(format!("address {} is node {}'s", j.address, m.id));
+            }
+            let joiner = joiners.verify_joiner(j.node_id, &j.certificate, now)?;
+            if next.revoked.contains(&joiner.identity) {
+                return Err(format!("identity {} was revoked and cannot rejoin", joiner.identity));
+            }
+            if let Some(m) = next.members.values().find(|m| m.identity == joiner.identity) {
+                return Err(format!("identity {} already belongs to node {}", joiner.identity, m.id));
+            }
+            next.members.insert(
+                j.node_id,
+                Member {
+                    id: j.node_id,
+                    addr: j.address.clone(),
+                    identity: joiner.identity,
+                    mrtd: joiner.mrtd,
+                    status: MemberStatus::Learner,
+                },
+            );
+        }
         Body::RevokeNode(r) => {
             let member =
                 next.members.remove(&r.node_id).ok_or_else(|| format!("node {} is not a member", r.node_id))?;
@@ -152,6 +182,26 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand) -> Result<(), String>
     next.used_nonces.insert(hex::encode(&cmd.nonce), cmd.expires_at_unix.max(0) as u64);
     next.admin_commands_applied += 1;
     *state = next;
+    Ok(())
+}
+
+/// A peer address must be `host:port` with a non-zero port.
+fn check_address(addr: &str) -> Result<(), String> {
+    let bad = || format!("address {addr:?} is not host:port");
+    let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+    match port.parse::<u16>() {
+        Ok(p) if p != 0 && !host.is_empty() && addr.len() <= 255 => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+/// Promote a caught-up learner to voter.
+pub fn promote(state: &mut ClusterState, node_id: super::NodeId) -> Result<(), String> {
+    let m = state.members.get_mut(&node_id).ok_or_else(|| format!("node {node_id} is not a member"))?;
+    if m.status != MemberStatus::Learner {
+        return Err(format!("node {node_id} is already a voter"));
+    }
+    m.status = MemberStatus::Voter;
     Ok(())
 }
 

@@ -1,11 +1,15 @@
 //! The node's [`Applier`]: validate-on-apply for every command.
 
+use std::sync::Arc;
+
 use super::genesis::Genesis;
-use super::{admin, Applier, ClusterState, Command, Response};
+use super::{admin, Applier, ClusterState, Command, JoinVerifier, Response};
 
 /// Applies commands with the checks every node repeats for itself.
 pub struct NodeApplier {
     pub genesis: Genesis,
+    /// Re-verifies the certificate of every node an admin approves.
+    pub joiners: Arc<dyn JoinVerifier>,
 }
 
 impl Applier for NodeApplier {
@@ -13,6 +17,10 @@ impl Applier for NodeApplier {
         let result = match cmd {
             Command::Bootstrap { genesis_digest, members } => self.bootstrap(state, genesis_digest, members),
             Command::Admin { signed, proposed_at } => self.admin(state, signed, *proposed_at),
+            Command::Promote { node_id } => match state.genesis_digest {
+                Some(_) => admin::promote(state, *node_id),
+                None => Err("promotion before bootstrap".into()),
+            },
         };
         match result {
             Ok(()) => Response::Applied,
@@ -59,7 +67,7 @@ impl NodeApplier {
         // Time only moves forward: a proposal time before the cluster clock counts as the clock.
         let now = proposed_at.max(state.clock);
         let (cmd, _signers) = admin::check(state, &self.genesis.cluster_id, signed, now)?;
-        admin::apply(state, &cmd)?;
+        admin::apply(state, &cmd, self.joiners.as_ref(), now)?;
         admin::prune_nonces(state, now);
         state.clock = now;
         Ok(())

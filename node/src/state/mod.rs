@@ -66,6 +66,9 @@ pub enum Command {
         /// node reaches the same verdict whatever its own clock says.
         proposed_at: u64,
     },
+    /// The leader saw an admitted learner catch up: it becomes a voter.
+    /// Needs no signature: the admin decision was the learner's admission.
+    Promote { node_id: NodeId },
 }
 
 /// What applying a command produced.
@@ -83,6 +86,21 @@ pub enum Response {
 /// needs beyond the state itself (the genesis file, the attestation verifier).
 pub trait Applier: Send + Sync + 'static {
     fn apply(&self, state: &mut ClusterState, cmd: &Command) -> Response;
+}
+
+/// A joining node's certificate, verified: what a node admits on apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedJoiner {
+    pub identity: NodeIdentity,
+    /// MRTD of its evidence (hex).
+    pub mrtd: String,
+}
+
+/// Verifies a joiner's RA-TLS certificate (evidence, binding, guardian
+/// policy) as of time `at`, for node `node_id`. Implemented by the RA-TLS
+/// peer policy; kept behind a trait so that the state machine stays pure.
+pub trait JoinVerifier: Send + Sync {
+    fn verify_joiner(&self, node_id: NodeId, certificate: &[u8], at: u64) -> Result<VerifiedJoiner, String>;
 }
 
 /// The replicated state.

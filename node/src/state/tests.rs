@@ -1,5 +1,9 @@
+use std::sync::Arc;
+
 use ed25519_dalek::SigningKey;
-use guardian_proto::v1::{admin_command::Body, AdminCommand, CreateNamespace, SetAdminQuorum, SignedCommand};
+use guardian_proto::v1::{
+    admin_command::Body, AdminCommand, ApproveNodeJoin, CreateNamespace, RevokeNode, SetAdminQuorum, SignedCommand,
+};
 use prost::Message;
 
 use super::apply::NodeApplier;
@@ -7,6 +11,31 @@ use super::genesis::Genesis;
 use super::*;
 
 const CLUSTER: &str = "00112233445566778899aabbccddeeff";
+/// Label of the simulated guardian measurements the genesis policy pins.
+const GUARDIAN: &str = "guardian-test";
+
+use crate::attest::sim::{SimMeasurements, SimTee, SimTrust};
+use crate::attest::Verifier;
+use crate::net::ratls::cert::{self, CertRequest, NodeKey};
+use crate::net::ratls::verify::AttestingPeerPolicy;
+
+/// Simulated TEEs the appliers trust: [0] runs the guardian, [1] something else.
+fn tees() -> [SimTee; 2] {
+    [
+        SimTee::new(&[5; 32], SimMeasurements::from_label(GUARDIAN)),
+        SimTee::new(&[6; 32], SimMeasurements::from_label("not-the-guardian")),
+    ]
+}
+
+/// An applier as a node builds it: joiners are checked by the real RA-TLS
+/// policy (simulated TEEs trusted, genesis guardian policy).
+fn applier() -> NodeApplier {
+    let genesis = genesis();
+    let keys: Vec<[u8; 32]> = tees().iter().map(|t| t.public_key()).collect();
+    let verifier = Verifier { sim: Some(SimTrust::insecure_for_development(&keys).unwrap()), ..Verifier::default() };
+    let policy = AttestingPeerPolicy::new(genesis.cluster_id, Arc::new(verifier), genesis.guardian_policy.clone());
+    NodeApplier { genesis, joiners: Arc::new(policy) }
+}
 
 fn keys() -> [SigningKey; 3] {
     [SigningKey::from_bytes(&[1; 32]), SigningKey::from_bytes(&[2; 32]), SigningKey::from_bytes(&[3; 32])]
@@ -25,7 +54,7 @@ fn genesis() -> Genesis {
          [[members]]\nid = 1\naddr = \"127.0.0.1:7101\"\n[[members]]\nid = 2\naddr = \"127.0.0.1:7102\"\n{admins}\
          [guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n\
          [[guardian_policy.tdx]]\nname = \"g\"\nmrtd = \"{}\"\n",
-        "ab".repeat(48)
+        hex::encode(SimMeasurements::from_label(GUARDIAN).mrtd)
     );
     Genesis::parse(&text).unwrap()
 }
@@ -41,7 +70,7 @@ fn member(id: NodeId) -> Member {
 }
 
 fn bootstrapped() -> (NodeApplier, ClusterState) {
-    let applier = NodeApplier { genesis: genesis() };
+    let applier = applier();
     let mut state = ClusterState::default();
     let boot = Command::Bootstrap { genesis_digest: applier.genesis.digest, members: vec![member(1), member(2)] };
     assert_eq!(applier.apply(&mut state, &boot), Response::Applied);
@@ -73,7 +102,7 @@ fn ns(name: &str) -> Body {
 
 #[test]
 fn bootstrap_is_checked_against_the_genesis_file() {
-    let applier = NodeApplier { genesis: genesis() };
+    let applier = applier();
     let mut state = ClusterState::default();
     let wrong_digest = Command::Bootstrap { genesis_digest: [9; 32], members: vec![member(1), member(2)] };
     assert!(matches!(applier.apply(&mut state, &wrong_digest), Response::Rejected { .. }));
@@ -161,10 +190,71 @@ fn a_backdated_proposal_cannot_replay_a_pruned_command() {
 
 #[test]
 fn bootstrap_refuses_duplicate_members() {
-    let applier = NodeApplier { genesis: genesis() };
+    let applier = applier();
     let mut state = ClusterState::default();
     let mut twin = member(1);
     twin.identity = NodeIdentity([9; 32]);
     let dup = Command::Bootstrap { genesis_digest: applier.genesis.digest, members: vec![member(1), twin] };
     assert!(matches!(applier.apply(&mut state, &dup), Response::Rejected { .. }));
+}
+
+/// A joiner's RA-TLS certificate for `node_id`, valid from `now - 60` for an hour.
+fn joiner_cert(key: &NodeKey, tee: &SimTee, node_id: NodeId, now: u64) -> Vec<u8> {
+    let mut cluster_id = [0u8; 16];
+    hex::decode_to_slice(CLUSTER, &mut cluster_id).unwrap();
+    let req = CertRequest { cluster_id, node_id, now, lifetime: 3600 };
+    cert::issue(key, &req, tee).unwrap().cert.to_vec()
+}
+
+fn approve(node_id: NodeId, address: &str, certificate: Vec<u8>) -> Body {
+    Body::ApproveNodeJoin(ApproveNodeJoin { node_id, address: address.into(), certificate })
+}
+
+#[test]
+fn joins_are_verified_on_apply_then_promoted() {
+    let (applier, mut state) = bootstrapped();
+    let [a, b, _] = keys();
+    let [guardian, other] = tees();
+    let now = 1_800_000_000u64;
+    let key = NodeKey::generate().unwrap();
+    let cert3 = joiner_cert(&key, &guardian, 3, now);
+    let mut nonce = 10u8;
+    let mut run = |state: &mut ClusterState, body: Body, signers: &[&SigningKey], at: u64| {
+        nonce += 1;
+        let bytes = signed(&command(body, nonce, now as i64), signers);
+        applier.apply(state, &Command::Admin { signed: bytes, proposed_at: at })
+    };
+    let before = state.clone();
+    let refused = |r: Response, why: &str| {
+        assert!(matches!(&r, Response::Rejected { reason } if reason.contains(why)), "wanted {why:?}, got {r:?}");
+    };
+    // The certificate names node 3: it cannot admit node 4.
+    refused(run(&mut state, approve(4, "127.0.0.1:7104", cert3.clone()), &[&a], now), "not node 4's");
+    // Evidence from a TEE that is not running the guardian.
+    let stranger = joiner_cert(&NodeKey::generate().unwrap(), &other, 3, now);
+    refused(run(&mut state, approve(3, "127.0.0.1:7103", stranger), &[&a], now), "guardian policy");
+    // Proposed after the certificate (and so its evidence) expired.
+    refused(run(&mut state, approve(3, "127.0.0.1:7103", cert3.clone()), &[&a], now + 7200), "expired");
+    // A member's id or address, garbage, a bad address.
+    refused(run(&mut state, approve(2, "127.0.0.1:7109", cert3.clone()), &[&a], now), "already a member");
+    refused(run(&mut state, approve(3, "127.0.0.1:7102", cert3.clone()), &[&a], now), "node 2's");
+    refused(run(&mut state, approve(3, "127.0.0.1:7103", b"garbage".to_vec()), &[&a], now), "refused");
+    refused(run(&mut state, approve(3, "no-port", cert3.clone()), &[&a], now), "host:port");
+    assert_eq!(state.members, before.members, "refused joins change nothing");
+
+    assert_eq!(run(&mut state, approve(3, "127.0.0.1:7103", cert3.clone()), &[&a], now + 5), Response::Applied);
+    let m = &state.members[&3];
+    assert_eq!((m.status, m.identity), (MemberStatus::Learner, key.identity()));
+    assert_eq!(m.mrtd, hex::encode(SimMeasurements::from_label(GUARDIAN).mrtd));
+    assert_eq!(applier.apply(&mut state, &Command::Promote { node_id: 3 }), Response::Applied);
+    assert_eq!(state.members[&3].status, MemberStatus::Voter);
+    refused(applier.apply(&mut state, &Command::Promote { node_id: 3 }), "already a voter");
+    refused(applier.apply(&mut state, &Command::Promote { node_id: 9 }), "not a member");
+
+    // Revoked: the same identity cannot come back, under any id.
+    let revoke = Body::RevokeNode(RevokeNode { node_id: 3 });
+    assert_eq!(run(&mut state, revoke, &[&a, &b], now + 6), Response::Applied);
+    let cert5 = joiner_cert(&key, &guardian, 5, now);
+    refused(run(&mut state, approve(5, "127.0.0.1:7105", cert5), &[&a], now + 7), "revoked");
+    assert!(!state.members.contains_key(&5));
 }

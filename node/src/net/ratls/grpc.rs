@@ -351,7 +351,8 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn peer_leaf<T>(req: &tonic::Request<T>) -> Option<CertificateDerOwned> {
+/// The caller's certificate (DER), on a request that came in over RA-TLS.
+pub fn peer_leaf<T>(req: &tonic::Request<T>) -> Option<CertificateDerOwned> {
     req.peer_certs().and_then(|certs| certs.first().cloned())
 }
 

@@ -160,6 +160,12 @@ impl AdminService for TestAdmin {
     async fn audit_log(&self, _: Request<AuditLogRequest>) -> Result<Response<AuditLogResponse>, Status> {
         unimplemented()
     }
+    async fn list_join_requests(
+        &self,
+        _: Request<ListJoinRequestsRequest>,
+    ) -> Result<Response<ListJoinRequestsResponse>, Status> {
+        unimplemented()
+    }
     async fn get_node_evidence(
         &self,
         _: Request<GetNodeEvidenceRequest>,

@@ -351,6 +351,26 @@ impl PeerPolicy for AttestingPeerPolicy {
     }
 }
 
+/// Validate-on-apply for joins: the same checks as a handshake, at the
+/// entry's proposal time. Use a policy without a membership `extra` check:
+/// the state machine does its own membership checks.
+impl crate::state::JoinVerifier for AttestingPeerPolicy {
+    fn verify_joiner(
+        &self,
+        node_id: NodeId,
+        certificate: &[u8],
+        at: u64,
+    ) -> Result<crate::state::VerifiedJoiner, String> {
+        let cert = CertificateDer::from(certificate);
+        let info =
+            inspect_peer(&cert, &[], at, self, None).map_err(|e| format!("joiner's certificate refused: {e}"))?;
+        if info.node_id != node_id {
+            return Err(format!("the joiner's certificate is node {}'s, not node {node_id}'s", info.node_id));
+        }
+        Ok(crate::state::VerifiedJoiner { identity: info.identity, mrtd: info.claims.mrtd })
+    }
+}
+
 /// The rustls error carrying a rejection (recoverable with [`rejection_of`]).
 pub fn to_rustls(rejection: PeerRejection) -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(rejection))))
