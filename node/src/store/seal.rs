@@ -8,6 +8,10 @@
 //! - [`DevFileSealer`]: **INSECURE, development only**. The key sits in a file
 //!   next to the data: the data directory alone shows no plaintext, but anyone
 //!   who can read the disk can unseal everything.
+//! - `TpmSealer` (feature `tpm-sealer`, in `store::tpm`): the data key is
+//!   sealed in the TPM (an Azure CVM's vTPM), optionally to PCR values.
+//! - [`SealerConfig`] and [`open_sealer`]: what the daemon's configuration
+//!   picks, available whether or not the TPM sealer was built in.
 //! - [`SealedTree`]: a sled tree whose values are sealed with
 //!   AAD = tree name ‖ 0 ‖ key, so a value copied to another key or tree fails
 //!   to unseal. Keys (log indexes, fixed names) stay in the clear.
@@ -199,6 +203,84 @@ impl ValueCipher {
             .map(Zeroizing::new)
             .map_err(|_| StoreError::Seal { what: "value".into() })
     }
+}
+
+/// Which sealer protects the store at rest (the daemon's `[sealer]` section).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SealerConfig {
+    /// [`DevFileSealer`]: **INSECURE**, the key sits on disk next to the data.
+    InsecureDevFile,
+    /// `store::tpm::TpmSealer`: the data key is sealed in the TPM reached via
+    /// `tcti` (e.g. [`DEFAULT_TPM_TCTI`]), bound to the current values of the
+    /// SHA-256 PCRs `pcrs` (none: bound to this TPM only). Needs the
+    /// `tpm-sealer` build feature.
+    Tpm { tcti: String, pcrs: Vec<u8> },
+}
+
+/// The TCTI of an Azure confidential VM's vTPM (through the kernel's resource manager).
+pub const DEFAULT_TPM_TCTI: &str = "device:/dev/tpmrm0";
+
+/// Name of the file `TpmSealer` keeps in its directory: the TPM-sealed data key.
+pub const TPM_KEY_FILE: &str = "tpm-sealed-key.bin";
+
+/// Opens the sealer `cfg` names, keeping its files in `dir`.
+///
+/// Without the `tpm-sealer` build feature, [`SealerConfig::Tpm`] fails with
+/// [`TpmError::NotBuilt`].
+pub fn open_sealer(cfg: &SealerConfig, dir: &Path) -> Result<Arc<dyn Sealer>, StoreError> {
+    match cfg {
+        SealerConfig::InsecureDevFile => Ok(Arc::new(DevFileSealer::open_insecure(dir)?)),
+        #[cfg(feature = "tpm-sealer")]
+        SealerConfig::Tpm { tcti, pcrs } => Ok(Arc::new(super::tpm::TpmSealer::open(tcti, pcrs, dir)?)),
+        #[cfg(not(feature = "tpm-sealer"))]
+        SealerConfig::Tpm { .. } => Err(TpmError::NotBuilt.into()),
+    }
+}
+
+/// Why the TPM sealer could not open, each saying what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum TpmError {
+    #[error("this guardian binary was built without the TPM sealer; rebuild with `--features tpm-sealer`")]
+    NotBuilt,
+    #[error(
+        "invalid TPM TCTI {tcti:?}: {reason}; expected e.g. \"device:/dev/tpmrm0\" or \
+         \"swtpm:host=127.0.0.1,port=2321\""
+    )]
+    BadTcti { tcti: String, reason: String },
+    #[error(
+        "cannot reach the TPM via {tcti}: {reason}; check that the device or simulator exists and that this user \
+         may open it (on Azure confidential VMs: /dev/tpmrm0, owned by group tss)"
+    )]
+    Unreachable { tcti: String, reason: String },
+    #[error("invalid PCR selection {pcrs:?}: SHA-256 PCR indexes are 0 to 23")]
+    BadPcrs { pcrs: Vec<u8> },
+    #[error(
+        "TPM unseal refused: PCR values differ from those the key was sealed to (PCRs {pcrs:?}); the guest image or \
+         boot chain changed. This node's data cannot be unsealed on this boot: boot the measured image it was \
+         sealed under, or move the data directory aside and re-join the cluster (docs/operations.md, Sealing at \
+         rest)"
+    )]
+    PcrMismatch { pcrs: Vec<u8> },
+    #[error(
+        "{} is sealed to PCRs {sealed:?} but the configuration binds PCRs {configured:?}; set tpm_pcrs back to \
+         {sealed:?}, or move the data directory aside and re-join the cluster to seal to the new set",
+        file.display()
+    )]
+    PcrSelectionChanged { file: PathBuf, sealed: Vec<u8>, configured: Vec<u8> },
+    #[error(
+        "the TPM refused the sealed key in {} ({reason}): it was sealed by another TPM, the TPM was cleared, or \
+         the file was tampered with; restore the file, or move the data directory aside and re-join the cluster",
+        file.display()
+    )]
+    Refused { file: PathBuf, reason: String },
+    #[error(
+        "{} is not a valid TPM-sealed key file ({reason}); restore it, or move the data directory aside and \
+         re-join the cluster",
+        file.display()
+    )]
+    BadKeyFile { file: PathBuf, reason: String },
+    #[error("TPM command {what} failed: {reason}")]
+    Command { what: &'static str, reason: String },
 }
 
 /// A sled tree whose values are sealed. Reads and writes of plaintext go
