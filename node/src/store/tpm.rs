@@ -45,8 +45,8 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private, Public,
-    PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, SymmetricDefinition,
+    Digest, EccParameter, EccPoint, KeyedHashScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Private,
+    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyedHashParameters, SensitiveData, SymmetricDefinition,
     SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
@@ -319,10 +319,11 @@ fn load_refused(e: tss_esapi::Error, path: &Path) -> TpmError {
     }
 }
 
-/// The TCG SRK template (TPM v2.0 Provisioning Guidance), ECC NIST P-256:
-/// a restricted decryption key with AES-128-CFB for its children, noDA, an
-/// empty auth policy and an empty unique field, so every `CreatePrimary` under
-/// the Owner hierarchy of the same TPM yields the same key.
+/// The TCG reference SRK template (TPM v2.0 Provisioning Guidance 7.5.1), ECC
+/// NIST P-256: a restricted decryption key with AES-128-CFB for its children,
+/// noDA, an empty auth policy, and a unique field of 32 zero bytes for x and
+/// for y (not an empty one, which gives another key). Every `CreatePrimary`
+/// with it under the Owner hierarchy of the same TPM yields the same key.
 fn srk_template() -> tss_esapi::Result<Public> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
@@ -338,12 +339,16 @@ fn srk_template() -> tss_esapi::Result<Public> {
         EccCurve::NistP256,
     )
     .build()?;
+    let zeros = vec![0u8; 32];
     PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::Ecc)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
         .with_object_attributes(attributes)
         .with_ecc_parameters(parameters)
-        .with_ecc_unique_identifier(EccPoint::default())
+        .with_ecc_unique_identifier(EccPoint::new(
+            EccParameter::try_from(zeros.clone())?,
+            EccParameter::try_from(zeros)?,
+        ))
         .build()
 }
 
