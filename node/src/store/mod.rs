@@ -17,6 +17,8 @@
 //!   (u32 BE meta length ‖ meta JSON ‖ data).
 //!
 //! With [`DevFileSealer`] (INSECURE), `<dir>/dev-sealer.key` holds the key.
+//! With `TpmSealer` (feature `tpm-sealer`), `<dir>/tpm-sealed-key.bin` holds
+//! the data key sealed by the TPM (useless without that TPM).
 //!
 //! # Durability
 //!
@@ -31,12 +33,14 @@ pub mod seal;
 mod sm;
 #[cfg(test)]
 mod tests;
+#[cfg(feature = "tpm-sealer")]
+pub mod tpm;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use self::log::LogStore;
-pub use self::seal::{DevFileSealer, SealedTree, Sealer};
+pub use self::seal::{open_sealer, DevFileSealer, SealedTree, Sealer, SealerConfig, TpmError};
 pub use self::sm::{StateMachineStore, StateView};
 use crate::state::Applier;
 
@@ -55,6 +59,8 @@ pub enum StoreError {
     Key(String),
     #[error("corrupt {what}: {reason}")]
     Corrupt { what: String, reason: String },
+    #[error(transparent)]
+    Tpm(#[from] TpmError),
 }
 
 impl StoreError {

@@ -13,7 +13,7 @@ use openraft::{
 };
 use tempfile::TempDir;
 
-use super::seal::DEV_KEY_FILE;
+use super::seal::{DEV_KEY_FILE, TPM_KEY_FILE};
 use super::*;
 use crate::raft::types::{NodeAddr, TypeConfig};
 use crate::state::{Applier, ClusterState, Command, Response};
@@ -21,7 +21,7 @@ use crate::state::{Applier, ClusterState, Command, Response};
 type Entry = openraft::Entry<TypeConfig>;
 
 /// Counts admin commands so that applying visibly changes the state.
-struct CountingApplier;
+pub(super) struct CountingApplier;
 
 impl Applier for CountingApplier {
     fn apply(&self, state: &mut ClusterState, cmd: &Command) -> Response {
@@ -107,7 +107,7 @@ async fn reopen_restores_everything() {
     assert_eq!(sm.view().last_applied(), Some(log_id(1, 3)));
 }
 
-fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(super) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
@@ -120,7 +120,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
+pub(super) fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
@@ -129,7 +129,7 @@ const ADDR: &str = "GUARDIAN-ADDR-MARKER:7000";
 
 /// Writes marker-laden entries, vote, committed, state and a snapshot, then
 /// drops the stores. Returns the marker payload used.
-async fn write_markers(log: &mut LogStore, sm: &mut StateMachineStore) -> Vec<u8> {
+pub(super) async fn write_markers(log: &mut LogStore, sm: &mut StateMachineStore) -> Vec<u8> {
     let signed = MARKER.repeat(8);
     let entries: Vec<Entry> =
         std::iter::once(membership(1, 1, ADDR)).chain((2..=20).map(|i| admin(1, i, signed.clone()))).collect();
@@ -145,9 +145,9 @@ async fn write_markers(log: &mut LogStore, sm: &mut StateMachineStore) -> Vec<u8
     signed
 }
 
-/// Which plaintext needles appear in which file under `<dir>/sled`
-/// (also fails on any file outside `sled/` other than the dev key file).
-fn plaintext_findings(dir: &Path, extra: &[(&str, Vec<u8>)]) -> Vec<String> {
+/// Which plaintext needles appear in which file under `dir` (skipping the dev
+/// key file; fails on any file outside `sled/` but the sealers' key files).
+pub(super) fn plaintext_findings(dir: &Path, extra: &[(&str, Vec<u8>)]) -> Vec<String> {
     let mut needles: Vec<(&str, Vec<u8>)> = vec![
         ("marker", MARKER.to_vec()),
         ("hex marker", hex::encode(MARKER).into_bytes()),
@@ -163,7 +163,7 @@ fn plaintext_findings(dir: &Path, extra: &[(&str, Vec<u8>)]) -> Vec<String> {
         if rel == Path::new(DEV_KEY_FILE) {
             continue;
         }
-        assert!(rel.starts_with("sled"), "unexpected file {}", rel.display());
+        assert!(rel.starts_with("sled") || rel == Path::new(TPM_KEY_FILE), "unexpected file {}", rel.display());
         let bytes = std::fs::read(&f).unwrap();
         for (what, n) in &needles {
             if contains(&bytes, n) {
@@ -377,4 +377,26 @@ async fn corrupt_snapshot_from_peer_is_refused() {
 
     assert_eq!(sm.view().last_applied(), None);
     assert!(sm.get_current_snapshot().await.unwrap().is_none());
+}
+
+#[test]
+fn open_sealer_opens_the_dev_sealer() {
+    let dir = TempDir::new().unwrap();
+    let sealer = open_sealer(&SealerConfig::InsecureDevFile, dir.path()).unwrap();
+    assert_eq!(sealer.kind(), "dev-file-insecure");
+    let sealed = sealer.seal(b"aad", b"value").unwrap();
+    assert_eq!(sealed.len(), 12 + b"value".len() + 16);
+    assert_eq!(&sealer.unseal(b"aad", &sealed).unwrap()[..], b"value");
+    assert!(dir.path().join(DEV_KEY_FILE).exists());
+}
+
+#[cfg(not(feature = "tpm-sealer"))]
+#[test]
+fn tpm_sealer_config_without_the_feature_says_how_to_rebuild() {
+    let dir = TempDir::new().unwrap();
+    let cfg = SealerConfig::Tpm { tcti: seal::DEFAULT_TPM_TCTI.into(), pcrs: vec![7] };
+    let err = open_sealer(&cfg, dir.path()).err().expect("no TPM sealer in this build");
+    assert!(matches!(err, StoreError::Tpm(TpmError::NotBuilt)), "{err:?}");
+    assert!(err.to_string().contains("--features tpm-sealer"), "{err}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "wrote files");
 }
