@@ -145,6 +145,8 @@ pub struct Sending<'a> {
     pub key: Option<&'a Path>,
     /// Write a proposal here instead of submitting.
     pub propose: Option<&'a Path>,
+    /// Submit through this node only (default: any, until the leader commits).
+    pub node: Option<u64>,
 }
 
 /// Sign `body` and submit it, or write it as a proposal.
@@ -175,16 +177,19 @@ pub async fn issue(how: Sending<'_>, body: Body, reason: &str) -> anyhow::Result
             );
             Ok(ExitCode::SUCCESS)
         }
-        None => send(&cluster, signed).await,
+        None => send(&cluster, signed, how.node).await,
     }
 }
 
-/// Submit a signed command, trying nodes until the leader commits it.
-pub async fn send(cluster: &ClusterFile, signed: SignedCommand) -> anyhow::Result<ExitCode> {
+/// Submit a signed command, trying nodes (or only node `only`) until the leader commits it.
+pub async fn send(cluster: &ClusterFile, signed: SignedCommand, only: Option<u64>) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(cluster)?;
     let mut last = String::from("no node answered");
+    if only.is_some_and(|id| cluster.nodes.iter().all(|n| n.id != id)) {
+        return Err(UsageError(format!("node {} is not in {}", only.unwrap_or_default(), crate::cluster::FILE)).into());
+    }
     for _round in 0..20 {
-        for node in &cluster.nodes {
+        for node in cluster.nodes.iter().filter(|n| only.is_none_or(|id| id == n.id)) {
             let mut client = match admin.connect(node).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -291,5 +296,5 @@ pub fn approve(dir: &Path, file: &Path, key: Option<&Path>) -> anyhow::Result<Ex
 /// `guardctl submit FILE`.
 pub async fn submit_file(dir: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
-    send(&cluster, crate::proposal::read(file)?).await
+    send(&cluster, crate::proposal::read(file)?, None).await
 }

@@ -140,7 +140,8 @@ fn write_node_config(cluster: &ClusterFile, n: &NodeEntry, seed: &[u8; 32]) -> a
     let trusted = cluster.insecure_sim_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
     let config = format!(
         "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\npeer_advertise = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n\n\
-         [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n",
+         [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n\n\
+         [sealer]\nkind = \"insecure-dev-file\"\n",
         n.id,
         n.data_dir.display(),
         cluster.genesis.display(),

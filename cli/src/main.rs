@@ -89,6 +89,9 @@ struct SignArgs {
     /// Reason recorded with the command.
     #[arg(long, default_value = "")]
     reason: String,
+    /// Submit through this node only (by default guardctl tries every node until the leader commits).
+    #[arg(long)]
+    node: Option<u64>,
 }
 
 impl SignArgs {
@@ -101,8 +104,12 @@ impl SignArgs {
         &self,
         make: impl std::future::Future<Output = anyhow::Result<guardian_proto::v1::admin_command::Body>>,
     ) -> anyhow::Result<ExitCode> {
-        let how =
-            clusterctl::Sending { dir: &self.cluster, key: self.key.as_deref(), propose: self.propose.as_deref() };
+        let how = clusterctl::Sending {
+            dir: &self.cluster,
+            key: self.key.as_deref(),
+            propose: self.propose.as_deref(),
+            node: self.node,
+        };
         tokio::runtime::Runtime::new()?.block_on(async { clusterctl::issue(how, make.await?, &self.reason).await })
     }
 }

@@ -32,6 +32,8 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub n: u64,
     tuning: Tuning,
+    /// The fault-injecting proxies, for clusters started with [`Self::start_faulty`].
+    pub faults: Option<crate::faults::Faults>,
     children: BTreeMap<u64, Child>,
     restarts: u32,
 }
@@ -61,6 +63,16 @@ impl TestCluster {
 
     /// [`Self::start`], passing `init_args` to `guardctl dev init` (e.g. `--admins 2`).
     pub fn start_with(n: u64, tuning: Tuning, init_args: &[&str]) -> Self {
+        Self::start_inner(n, tuning, init_args, false)
+    }
+
+    /// [`Self::start`], with peer traffic through the fault-injecting
+    /// proxies of [`crate::faults`] (see `faults` to partition the cluster).
+    pub fn start_faulty(n: u64, tuning: Tuning) -> Self {
+        Self::start_inner(n, tuning, &[], true)
+    }
+
+    fn start_inner(n: u64, tuning: Tuning, init_args: &[&str], faulty: bool) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base(n as u16);
         let out = Command::new(guardctl())
@@ -72,12 +84,31 @@ impl TestCluster {
             .output()
             .expect("guardctl dev init");
         assert!(out.status.success(), "dev init: {}", String::from_utf8_lossy(&out.stderr));
-        let mut c = TestCluster { dir, n, tuning, children: BTreeMap::new(), restarts: 0 };
+        let mut c = TestCluster { dir, n, tuning, faults: None, children: BTreeMap::new(), restarts: 0 };
+        if faulty {
+            let routes = (1..=n).map(|id| c.route_through_proxy(id)).collect();
+            c.faults = Some(crate::faults::Faults::start(routes));
+        }
         for id in 1..=n {
             c.tune(id);
             c.start_node(id);
         }
         c
+    }
+
+    /// Move node `id`'s peer listener off its genesis address (where its
+    /// proxy will listen) and make it dial from its own loopback address.
+    fn route_through_proxy(&self, id: u64) -> crate::faults::Route {
+        let p = self.path().join(format!("node-{id}.toml"));
+        let cfg = std::fs::read_to_string(&p).expect("node config");
+        let line = cfg.lines().find(|l| l.starts_with("peer_listen = ")).expect("peer_listen").to_string();
+        let front: std::net::SocketAddr =
+            line.trim_start_matches("peer_listen = ").trim_matches('"').parse().expect("addr");
+        let back = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port");
+        let cfg = cfg.replace(&line, &format!("peer_listen = \"{back}\""));
+        let cfg = format!("peer_source_ip = \"{}\"\n{cfg}", crate::faults::source_ip(id));
+        std::fs::write(&p, cfg).expect("write config");
+        crate::faults::Route { node: id, front, back }
     }
 
     /// Put the test's Raft timing into node `id`'s config.
@@ -205,6 +236,11 @@ impl TestCluster {
     /// Create a namespace through guardctl; true when the cluster acknowledged it.
     pub fn create_namespace(&self, name: &str) -> bool {
         self.guardctl(&["namespace", "create", name]).status.success()
+    }
+
+    /// [`Self::create_namespace`], submitted through node `id` only.
+    pub fn create_namespace_via(&self, id: u64, name: &str) -> Output {
+        self.guardctl(&["namespace", "create", name, "--node", &id.to_string()])
     }
 
     /// The namespaces node `id` has applied.

@@ -4,10 +4,12 @@
 //! - [`bin`]: locating and running the workspace's binaries (`guardctl`).
 //! - [`fixtures`]: loading the real evidence kept in `tests/data/attestation/`.
 //! - [`cluster`]: real multi-process clusters (`guardian` processes on 127.0.0.1) driven through `guardctl`.
+//! - [`faults`]: a fault-injecting TCP transport between cluster nodes (partitions).
 //! - [`cases`]: the attestation cases (T1–T9, B1–B7, A1–A2) with their expected verdicts,
 //!   as listed in `tests/data/attestation/README.md`.
 
 pub mod bin;
 pub mod cases;
 pub mod cluster;
+pub mod faults;
 pub mod fixtures;

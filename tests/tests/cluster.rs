@@ -176,10 +176,12 @@ fn bad_peers_are_refused_and_the_cluster_keeps_working() {
     c.kill9(3);
     let cfg_path = c.path().join("node-3.toml");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
-    let impostor = cfg.replace(
-        &format!("data_dir = \"{}\"", c.path().join("node-3").display()),
-        &format!("data_dir = \"{}\"", c.path().join("impostor").display()),
-    ) + "sim_label = \"tampered-image\"\n";
+    let impostor = cfg
+        .replace(
+            &format!("data_dir = \"{}\"", c.path().join("node-3").display()),
+            &format!("data_dir = \"{}\"", c.path().join("impostor").display()),
+        )
+        .replace("[tee]\n", "[tee]\nsim_label = \"tampered-image\"\n");
     std::fs::write(&cfg_path, impostor).unwrap();
     c.start_node(3);
 
@@ -335,4 +337,53 @@ fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
     let s = c.wait_members(&[1, 2, 3, joiners[0]], 4, READY);
     assert_eq!(role_of(&s, victim), "");
     assert!(c.create_namespace("after-revoke"));
+}
+
+#[test]
+fn a_minority_partition_cannot_commit_and_the_cluster_converges_after_healing() {
+    // Partitions come from the fault-injecting TCP proxies of guardian_tests::faults.
+    let c = TestCluster::start_faulty(5, Tuning::default());
+    c.wait_ready(&[1, 2, 3, 4, 5], READY);
+    assert!(c.create_namespace("before"));
+    let leader = c.leader();
+    let minority = [leader, (1..=5).find(|i| *i != leader).unwrap()];
+    let majority: Vec<u64> = (1..=5).filter(|i| !minority.contains(i)).collect();
+    let faults = c.faults.as_ref().unwrap();
+    faults.partition(&minority, &majority);
+
+    // The majority elects a leader of its own and commits.
+    let t0 = Instant::now();
+    loop {
+        let rows = c.status()["nodes"].as_array().cloned().unwrap_or_default();
+        let new_leader = majority.iter().copied().find(|id| rows.iter().any(|r| r["id"] == *id && r["leader"] == *id));
+        if let Some(id) = new_leader {
+            if c.create_namespace_via(id, "majority-write").status.success() {
+                break;
+            }
+        }
+        assert!(t0.elapsed() < READY, "the majority did not commit within {READY:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!("partition: the 3-node majority committed {:.2} s after the cut", t0.elapsed().as_secs_f64());
+
+    // The old leader may still think it leads, but cannot commit.
+    let out = c.create_namespace_via(leader, "minority-write");
+    assert!(!out.status.success(), "the minority committed: {}", String::from_utf8_lossy(&out.stdout));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(said.contains("not committed") || said.contains("not the leader"), "{said}");
+    for id in minority {
+        let seen = c.namespaces_on(id).unwrap_or_default();
+        assert!(!seen.iter().any(|n| n.ends_with("-write")), "node {id} in the minority applied {seen:?}");
+    }
+
+    // Healed, every node converges on the majority's history; the minority's write is gone.
+    faults.heal();
+    let all: Vec<u64> = (1..=5).collect();
+    for id in &all {
+        c.wait_applied(*id, &["before".to_string(), "majority-write".to_string()], READY);
+        let seen = c.namespaces_on(*id).unwrap_or_default();
+        assert!(!seen.contains(&"minority-write".to_string()), "node {id} applied the minority's write");
+    }
+    c.wait_ready(&all, READY);
+    assert!(c.create_namespace("after-heal"));
 }

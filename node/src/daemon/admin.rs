@@ -16,6 +16,9 @@ use crate::state::genesis::Genesis;
 use crate::state::{admin, Command, MemberStatus as Role, Response as Applied};
 use crate::store::StateView;
 
+/// How long Submit waits for its entry to commit.
+const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct AdminServer {
     pub node_id: u64,
     pub raft: Raft,
@@ -40,7 +43,17 @@ impl AdminService for AdminServer {
             .with_state(|s| admin::check(s, &self.genesis.cluster_id, &bytes, now))
             .map_err(Status::permission_denied)?;
         let command_id = Sha256::digest(&bytes).to_vec();
-        match self.raft.client_write(Command::Admin { signed: bytes, proposed_at: now }).await {
+        // A leader cut off from its quorum cannot commit; say so instead of
+        // hanging. The entry may still commit later (or be discarded when a
+        // new leader's log replaces it): the caller must check, not resend.
+        let write = self.raft.client_write(Command::Admin { signed: bytes, proposed_at: now });
+        let Ok(outcome) = tokio::time::timeout(COMMIT_TIMEOUT, write).await else {
+            return Err(Status::deadline_exceeded(format!(
+                "not committed within {} s: this leader may have lost its quorum; the command may still commit, so check (e.g. guardctl status) before signing it again",
+                COMMIT_TIMEOUT.as_secs()
+            )));
+        };
+        match outcome {
             Ok(resp) => match resp.data {
                 Applied::Applied => {
                     Ok(Response::new(SubmitResponse { command_id, log_index: resp.log_id.index, new_version: 0 }))

@@ -7,6 +7,7 @@
 //! peer_listen = "0.0.0.0:7100"     # RA-TLS between guardians
 //! # peer_advertise = "10.0.0.6:7100" # where others reach this node: a genesis member's must equal
 //! #                                  # its genesis address; a node not in genesis (a joiner) needs it
+//! # peer_source_ip = "10.0.0.6"     # local address to dial peers from (multi-homed hosts)
 //! admin_listen = "127.0.0.1:7200"  # guardctl (server-attested TLS; commands are signed)
 //! health_listen = "127.0.0.1:7300" # HTTP: /healthz (process up), /readyz (in a cluster with a leader)
 //! log_format = "text"              # or "json"
@@ -21,12 +22,20 @@
 //! # insecure_simulated_tee = true
 //! # sim_seed = "<64 hex>"            # this node's simulated TEE key
 //! # sim_trusted_keys = ["<64 hex>"]  # the simulated TEEs of the other nodes
+//!
+//! [sealer]                         # how the data directory is sealed at rest
+//! kind = "tpm"                     # the default; needs a build with `--features tpm-sealer`
+//! tpm_tcti = "device:/dev/tpmrm0"  # the default (Azure CVM vTPM); or "swtpm:host=..,port=.."
+//! tpm_pcrs = []                    # SHA-256 PCRs the data key is bound to (default none)
+//! # kind = "insecure-dev-file"     # INSECURE, development only: the key sits beside the data
 //! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use serde::Deserialize;
+
+use crate::store::SealerConfig;
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -62,10 +71,13 @@ pub struct Config {
     pub peer_listen: SocketAddr,
     /// host:port other nodes reach the peer port at (joiners must set it).
     pub peer_advertise: Option<String>,
+    /// Local address outgoing peer connections are made from (default: the OS chooses).
+    pub peer_source_ip: Option<std::net::IpAddr>,
     pub admin_listen: SocketAddr,
     pub health_listen: SocketAddr,
     pub log_format: LogFormat,
     pub tee: TeeConfig,
+    pub sealer: SealerConfig,
     /// Raft timing, milliseconds (defaults suit a LAN; raise across clouds).
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
@@ -84,6 +96,7 @@ pub struct ConfigToml {
     pub genesis: Option<PathBuf>,
     pub peer_listen: Option<SocketAddr>,
     pub peer_advertise: Option<String>,
+    pub peer_source_ip: Option<std::net::IpAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub health_listen: Option<SocketAddr>,
     pub log_format: Option<LogFormat>,
@@ -93,6 +106,35 @@ pub struct ConfigToml {
     pub snapshot_keep_logs: Option<u64>,
     #[serde(default)]
     pub tee: TeeToml,
+    #[serde(default)]
+    pub sealer: SealerToml,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SealerToml {
+    pub kind: Option<String>,
+    pub tpm_tcti: Option<String>,
+    #[serde(default)]
+    pub tpm_pcrs: Vec<u8>,
+}
+
+impl SealerToml {
+    fn build(self) -> Result<SealerConfig, ConfigError> {
+        match self.kind.as_deref().unwrap_or("tpm") {
+            "tpm" => Ok(SealerConfig::Tpm {
+                tcti: self.tpm_tcti.unwrap_or_else(|| crate::store::seal::DEFAULT_TPM_TCTI.to_string()),
+                pcrs: self.tpm_pcrs,
+            }),
+            "insecure-dev-file" if self.tpm_tcti.is_none() && self.tpm_pcrs.is_empty() => {
+                Ok(SealerConfig::InsecureDevFile)
+            }
+            "insecure-dev-file" => Err(ConfigError("sealer.tpm_* settings are only valid with kind = \"tpm\"".into())),
+            other => Err(ConfigError(format!(
+                "unknown sealer.kind {other:?}: use \"tpm\" (or \"insecure-dev-file\" for development)"
+            ))),
+        }
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -163,10 +205,12 @@ impl ConfigToml {
             genesis: self.genesis.ok_or_else(|| need("genesis"))?,
             peer_listen: self.peer_listen.ok_or_else(|| need("peer_listen"))?,
             peer_advertise: self.peer_advertise,
+            peer_source_ip: self.peer_source_ip,
             admin_listen: self.admin_listen.ok_or_else(|| need("admin_listen"))?,
             health_listen: self.health_listen.ok_or_else(|| need("health_listen"))?,
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             tee,
+            sealer: self.sealer.build()?,
             heartbeat_ms: self.heartbeat_ms.unwrap_or(250),
             election_timeout_ms: self.election_timeout_ms.unwrap_or(1500),
             snapshot_every: self.snapshot_every.unwrap_or(1000),
@@ -192,6 +236,19 @@ mod tests {
         let stray = format!("{BASE}[tee]\ninsecure_simulated_tee = true\n");
         assert!(ConfigToml::parse(&stray).unwrap().build().is_err());
         assert!(matches!(ConfigToml::parse(BASE).unwrap().build().unwrap().tee, TeeConfig::Tdx { .. }));
+    }
+
+    #[test]
+    fn the_sealer_defaults_to_the_tpm_and_the_dev_file_is_opt_in() {
+        let sealer = |extra: &str| ConfigToml::parse(&format!("{BASE}{extra}")).unwrap().build().map(|c| c.sealer);
+        let tpm = sealer("").unwrap();
+        assert!(
+            matches!(tpm, SealerConfig::Tpm { ref tcti, ref pcrs } if tcti == "device:/dev/tpmrm0" && pcrs.is_empty())
+        );
+        let dev = sealer("[sealer]\nkind = \"insecure-dev-file\"\n").unwrap();
+        assert!(matches!(dev, SealerConfig::InsecureDevFile));
+        assert!(sealer("[sealer]\nkind = \"file\"\n").unwrap_err().to_string().contains("unknown sealer.kind"));
+        assert!(sealer("[sealer]\nkind = \"insecure-dev-file\"\ntpm_pcrs = [7]\n").is_err());
     }
 
     #[test]

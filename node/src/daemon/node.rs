@@ -27,7 +27,7 @@ use crate::raft::types::Raft;
 use crate::state::apply::NodeApplier;
 use crate::state::genesis::Genesis;
 use crate::state::NodeId;
-use crate::store::{self, DevFileSealer, Sealer, StateView};
+use crate::store::{self, Sealer, StateView};
 
 /// Lifetime of RA-TLS certificates; renewed with fresh evidence well before expiry.
 const CERT_LIFETIME: u64 = 24 * 3600;
@@ -78,11 +78,13 @@ struct RaTlsConnector {
     creds: Arc<CredentialResolver>,
     policy: Arc<dyn PeerPolicy>,
     clock: Clock,
+    source: Option<std::net::IpAddr>,
 }
 
 impl Connector for RaTlsConnector {
     fn connect(&self, target: NodeId, addr: String) -> BoxFuture<'static, Result<tonic::transport::Channel, String>> {
         let tls = grpc::client_tls(self.creds.clone(), self.policy.clone(), self.clock.clone(), Some(target));
+        let source = self.source;
         Box::pin(async move {
             let tls = tls.map_err(|e| e.to_string())?;
             let addr: SocketAddr = tokio::net::lookup_host(&addr)
@@ -90,7 +92,7 @@ impl Connector for RaTlsConnector {
                 .map_err(|e| e.to_string())?
                 .next()
                 .ok_or_else(|| format!("{addr} does not resolve"))?;
-            grpc::connect(addr, tls).await.map_err(|e| e.to_string())
+            grpc::connect_from(addr, source, tls).await.map_err(|e| e.to_string())
         })
     }
 }
@@ -159,9 +161,8 @@ pub async fn run(
             ))
         }
     };
-    // The development file sealer is the only sealer so far (INSECURE: the key sits beside the data).
     let sealer: Arc<dyn Sealer> =
-        Arc::new(DevFileSealer::open_insecure(&config.data_dir).map_err(|e| err("opening the sealer")(e.to_string()))?);
+        store::open_sealer(&config.sealer, &config.data_dir).map_err(|e| err("opening the sealer")(e.to_string()))?;
     let key = node_key(&config.data_dir, sealer.as_ref())?;
     let issue = {
         let cluster_id = genesis.cluster_id;
@@ -210,8 +211,12 @@ pub async fn run(
     }
     .validate()
     .map_err(|e| err("Raft configuration")(e.to_string()))?;
-    let connector: Arc<dyn Connector> =
-        Arc::new(RaTlsConnector { creds: creds.clone(), policy: policy.clone(), clock: clock.clone() });
+    let connector: Arc<dyn Connector> = Arc::new(RaTlsConnector {
+        creds: creds.clone(),
+        policy: policy.clone(),
+        clock: clock.clone(),
+        source: config.peer_source_ip,
+    });
     let network = Network { connector: connector.clone() };
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
         .await

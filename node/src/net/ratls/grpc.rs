@@ -286,16 +286,41 @@ pub async fn connect(addr: SocketAddr, tls: Arc<ClientConfig>) -> Result<Channel
     connect_peer(addr, tls).await.map(|(channel, _)| channel)
 }
 
+/// [`connect`], with the TCP connection made from local address `source`
+/// (a multi-homed host choosing its interface; `None`: the OS chooses).
+pub async fn connect_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    tls: Arc<ClientConfig>,
+) -> Result<Channel, ConnectError> {
+    connect_peer_from(addr, source, tls).await.map(|(channel, _)| channel)
+}
+
+async fn dial(addr: SocketAddr, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let Some(ip) = source else { return TcpStream::connect(addr).await };
+    let socket = if ip.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.bind(SocketAddr::new(ip, 0))?;
+    socket.connect(addr).await
+}
+
 /// Dial a guardian node over RA-TLS, and say who answered (as verified on
 /// the first connection; the channel reconnects through the same checks).
 pub async fn connect_peer(addr: SocketAddr, tls: Arc<ClientConfig>) -> Result<(Channel, PeerId), ConnectError> {
+    connect_peer_from(addr, None, tls).await
+}
+
+async fn connect_peer_from(
+    addr: SocketAddr,
+    source: Option<std::net::IpAddr>,
+    tls: Arc<ClientConfig>,
+) -> Result<(Channel, PeerId), ConnectError> {
     let seen: Arc<Mutex<Option<Result<PeerId, PeerRejection>>>> = Arc::new(Mutex::new(None));
     let record = seen.clone();
     let connector = tower::service_fn(move |_: Uri| {
         let (tls, record) = (tls.clone(), record.clone());
         async move {
             let handshake = async {
-                let tcp = TcpStream::connect(addr).await?;
+                let tcp = dial(addr, source).await?;
                 let _ = tcp.set_nodelay(true);
                 TlsConnector::from(tls).connect(addr.ip().into(), tcp).await
             };
