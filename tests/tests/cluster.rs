@@ -310,11 +310,18 @@ fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
         c.start_node(id);
     }
 
-    // Revoke a joiner while it is down; it comes back with its old identity and an empty log.
+    // Revoke a running joiner: once it applies its own revocation it stops reporting ready.
     let victim = joiners[1];
-    c.kill9(victim);
+    assert_eq!(c.health(victim, "/readyz"), Some(200));
     let out = c.guardctl(&["node", "revoke", &victim.to_string(), "--reason", "test"]);
     assert!(out.status.success(), "revoke: {}", String::from_utf8_lossy(&out.stderr));
+    let deadline = Instant::now() + READY;
+    while c.health(victim, "/readyz") != Some(503) {
+        assert!(Instant::now() < deadline, "revoked node {victim} still reports ready");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // It comes back with its old identity and an empty log.
+    c.kill9(victim);
     std::fs::remove_dir_all(c.path().join(format!("node-{victim}")).join("sled")).unwrap();
     c.start_node(victim);
     // Every member it asks (the genesis members, as it learned no others)

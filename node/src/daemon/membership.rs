@@ -24,8 +24,8 @@ use crate::state::genesis::Genesis;
 use crate::state::{Command, Member, MemberStatus, NodeId, NodeIdentity};
 use crate::store::StateView;
 
-/// Identities seen on successful handshakes, for the bootstrap entry.
-pub type Observed = Arc<Mutex<BTreeMap<NodeId, NodeIdentity>>>;
+/// Identities and MRTDs (hex) seen on successful handshakes, for the bootstrap entry.
+pub type Observed = Arc<Mutex<BTreeMap<NodeId, (NodeIdentity, String)>>>;
 
 /// Members a joiner learned from join answers, with their identities: whom it
 /// accepts replication from before its own copy of the state arrives.
@@ -43,7 +43,7 @@ pub fn membership_check(
     provisional: Provisional,
 ) -> ExtraCheck {
     let genesis = genesis.clone();
-    Arc::new(move |peer: &PeerCertificate, _claims| {
+    Arc::new(move |peer: &PeerCertificate, claims: &crate::attest::Claims| {
         let state = view.state();
         if state.revoked.contains(&peer.identity) {
             return Err(format!("node {} (identity {}) is revoked", peer.node_id, peer.identity));
@@ -71,7 +71,7 @@ pub fn membership_check(
             }
         }
         if let Ok(mut o) = observed.lock() {
-            o.insert(peer.node_id, peer.identity);
+            o.insert(peer.node_id, (peer.identity, hex::encode(claims.td.mrtd)));
         }
         Ok(())
     })
@@ -138,12 +138,10 @@ pub async fn bootstrap(
             let members = genesis
                 .members
                 .iter()
-                .map(|m| Member {
-                    id: m.id,
-                    addr: m.addr.clone(),
-                    identity: if m.id == me.id { me.identity } else { seen[&m.id] },
-                    mrtd: me.mrtd.clone(),
-                    status: MemberStatus::Voter,
+                .map(|m| {
+                    let (identity, mrtd) =
+                        if m.id == me.id { (me.identity, me.mrtd.clone()) } else { seen[&m.id].clone() };
+                    Member { id: m.id, addr: m.addr.clone(), identity, mrtd, status: MemberStatus::Voter }
                 })
                 .collect();
             match raft.client_write(Command::Bootstrap { genesis_digest: genesis.digest, members }).await {

@@ -100,12 +100,20 @@ impl Connector for RaTlsConnector {
 struct Ready {
     raft: Raft,
     state: StateView,
+    me: NodeId,
+    founder: bool,
 }
 
 impl Readiness for Ready {
     fn ready(&self) -> Result<(), String> {
-        if self.state.with_state(|s| s.genesis_digest.is_none()) {
-            return Err("not bootstrapped yet".into());
+        let (bootstrapped, member) =
+            self.state.with_state(|s| (s.genesis_digest.is_some(), s.members.contains_key(&self.me)));
+        if !bootstrapped {
+            return Err(if self.founder { "not bootstrapped yet" } else { "waiting to be admitted" }.into());
+        }
+        if !member {
+            // It applied its own revocation: it must not look healthy to an orchestrator.
+            return Err("this node is not a member of the cluster (revoked)".into());
         }
         match self.raft.metrics().borrow().current_leader {
             Some(_) => Ok(()),
@@ -259,7 +267,7 @@ pub async fn run(
     }));
     let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
 
-    let ready = Arc::new(Ready { raft: raft.clone(), state: view.clone() });
+    let ready = Arc::new(Ready { raft: raft.clone(), state: view.clone(), me: config.node_id, founder });
     let health_task = tokio::spawn(health::serve(health_listener, ready, stopped(stop_rx.clone())));
 
     // Founders bootstrap from the genesis file; other nodes ask to join.
