@@ -43,13 +43,21 @@ impl SimMeasurements {
 pub struct SimTee {
     key: SigningKey,
     measurements: SimMeasurements,
+    td_attributes: u64,
 }
 
 impl SimTee {
     /// `seed` is the 32-byte private key seed.
     pub fn new(seed: &[u8; 32], measurements: SimMeasurements) -> Self {
         let seed = Zeroizing::new(*seed);
-        SimTee { key: SigningKey::from_bytes(&seed), measurements }
+        SimTee { key: SigningKey::from_bytes(&seed), measurements, td_attributes: DEFAULT_ATTRIBUTES }
+    }
+
+    /// A simulated TD with these TD attributes instead of a good TD's (e.g.
+    /// the debug bit, to test that such a TD is refused).
+    pub fn with_td_attributes(mut self, td_attributes: u64) -> Self {
+        self.td_attributes = td_attributes;
+        self
     }
 
     pub fn public_key(&self) -> [u8; 32] {
@@ -63,7 +71,7 @@ impl SimTee {
             rtmr: self.measurements.rtmr,
             mrconfigid: self.measurements.mrconfigid,
             report_data: *report_data,
-            td_attributes: DEFAULT_ATTRIBUTES,
+            td_attributes: self.td_attributes,
         };
         let signature = self.key.sign(&body.signed_bytes());
         let doc = SimEvidence {

@@ -300,13 +300,31 @@ async fn wrong_measurement_is_refused_on_both_sides() {
     server.stop().await;
 
     // Server side: the client runs another measurement.
-    let server = start(2, good, policy(), fixed_clock()).await;
-    assert!(call(server.addr, evil, policy(), fixed_clock(), None).await.is_err());
-    let r = refusal(&server).await;
+    let r = server_refusal(good, evil).await;
     assert!(matches!(r, PeerRejection::Policy(_)), "{r}");
     assert!(r.to_string().starts_with("peer measurement not allowed by the guardian policy"), "{r}");
+}
+
+/// Have `client` call a server holding `server_creds`; return why the server
+/// refused it, after checking the service never saw the call.
+async fn server_refusal(server_creds: Arc<CredentialResolver>, client: Arc<CredentialResolver>) -> PeerRejection {
+    let server = start(2, server_creds, policy(), fixed_clock()).await;
+    assert!(call(server.addr, client, policy(), fixed_clock(), None).await.is_err());
+    let r = refusal(&server).await;
     assert!(server.seen.lock().unwrap().is_empty());
     server.stop().await;
+    r
+}
+
+#[tokio::test]
+async fn a_debug_td_is_refused_at_the_handshake() {
+    // The guardian's own measurements, but a TD whose debug bit is set: its memory is readable by the host.
+    let debug_tee = tee(5, "guardian").with_td_attributes(1 << 28 | 1);
+    let req = CertRequest { cluster_id: CLUSTER, node_id: 5, now: NOW, lifetime: DAY };
+    let debug = CredentialResolver::new(issue(&NodeKey::generate().unwrap(), &req, &debug_tee).unwrap()).unwrap();
+    let r = server_refusal(node(2), debug).await;
+    assert!(matches!(r, PeerRejection::Attestation(_)), "{r}");
+    assert!(r.to_string().contains("debug mode is enabled"), "{r}");
 }
 
 #[tokio::test]
