@@ -47,7 +47,8 @@ impl Links {
 
 /// The proxies of one cluster; dropping it stops them.
 pub struct Faults {
-    rt: tokio::runtime::Runtime,
+    /// Runs the proxies; dropping it stops them.
+    _rt: tokio::runtime::Runtime,
     links: Arc<Links>,
 }
 
@@ -66,7 +67,7 @@ impl Faults {
             let listener = rt.block_on(TcpListener::bind(r.front)).expect("bind proxy");
             rt.spawn(proxy(listener, r.node, r.back, links.clone()));
         }
-        Faults { rt, links }
+        Faults { _rt: rt, links }
     }
 
     /// Cut every link between a node of `a` and a node of `b`.
@@ -94,7 +95,6 @@ impl Drop for Faults {
         for (_, conn) in self.links.open.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default() {
             conn.abort();
         }
-        let _ = &self.rt;
     }
 }
 

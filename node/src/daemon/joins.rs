@@ -16,7 +16,8 @@ use rustls::pki_types::CertificateDer;
 use crate::attest::TeeKind;
 use crate::net::ratls::verify::{inspect_peer, PeerInfo, PeerPolicy};
 use crate::net::ratls::Clock;
-use crate::state::{ClusterState, MemberStatus, NodeId, NodeIdentity};
+use crate::state::{admin, ClusterState, MemberStatus, NodeId, NodeIdentity};
+use crate::store::StateView;
 
 /// At most this many pending requests are kept (all from attested nodes).
 const MAX_PENDING: usize = 64;
@@ -46,19 +47,40 @@ impl PendingJoins {
     }
 
     /// Answer a join request that arrived over RA-TLS with `certificate`.
-    pub fn answer(&self, state: &ClusterState, certificate: &[u8], req: &JoinRequest) -> JoinResponse {
+    pub fn answer(&self, view: &StateView, certificate: &[u8], req: &JoinRequest) -> JoinResponse {
         let now = (self.clock)();
-        let members = state
-            .members
-            .values()
-            .map(|m| JoinMember { node_id: m.id, address: m.addr.clone(), tls_key_sha256: m.identity.0.to_vec() })
-            .collect();
-        // Verified again here (not only in the handshake): what is listed for
-        // an admin must be exactly what passed the guardian policy.
-        let info = match inspect_peer(&CertificateDer::from(certificate), &[], now, self.policy.as_ref(), None) {
-            Ok(info) => info,
-            Err(e) => return refused(0, format!("certificate refused: {e}"), members),
-        };
+        // Verified again here, outside the state lock: the handshake's check
+        // also applied membership rules and kept no claims, while what is
+        // listed for an admin must be exactly what passed the guardian policy.
+        // Joiners ask every few seconds, so this is not a hot path.
+        let info = inspect_peer(&CertificateDer::from(certificate), &[], now, self.policy.as_ref(), None);
+        view.with_state(|state| {
+            let members = state
+                .members
+                .values()
+                .map(|m| JoinMember { node_id: m.id, address: m.addr.clone(), tls_key_sha256: m.identity.0.to_vec() })
+                .collect();
+            match info {
+                Ok(info) => self.answer_verified(state, info, certificate, req, now, members),
+                Err(e) => JoinResponse {
+                    node_id: 0,
+                    state: JoinState::Refused as i32,
+                    message: format!("certificate refused: {e}"),
+                    members,
+                },
+            }
+        })
+    }
+
+    fn answer_verified(
+        &self,
+        state: &ClusterState,
+        info: PeerInfo,
+        certificate: &[u8],
+        req: &JoinRequest,
+        now: u64,
+        members: Vec<JoinMember>,
+    ) -> JoinResponse {
         let id = info.node_id;
         let (state_now, message) = match self.decide(state, id, info.identity, &req.address) {
             Ok(Some(status)) => (status, String::new()),
@@ -99,9 +121,7 @@ impl PendingJoins {
         if let Some(m) = state.members.values().find(|m| m.identity == identity) {
             return Err(format!("identity {identity} is already node {}", m.id));
         }
-        if address.is_empty() || address.len() > 255 || !address.contains(':') {
-            return Err(format!("address {address:?} is not host:port"));
-        }
+        admin::check_address(address)?;
         Ok(None)
     }
 
@@ -160,10 +180,6 @@ impl PendingJoins {
             })
             .collect()
     }
-}
-
-fn refused(node_id: NodeId, message: String, members: Vec<JoinMember>) -> JoinResponse {
-    JoinResponse { node_id, state: JoinState::Refused as i32, message, members }
 }
 
 pub fn evidence_kind(kind: TeeKind) -> EvidenceKind {

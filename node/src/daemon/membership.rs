@@ -44,37 +44,48 @@ pub fn membership_check(
 ) -> ExtraCheck {
     let genesis = genesis.clone();
     Arc::new(move |peer: &PeerCertificate, claims: &crate::attest::Claims| {
-        let state = view.state();
-        if state.revoked.contains(&peer.identity) {
-            return Err(format!("node {} (identity {}) is revoked", peer.node_id, peer.identity));
-        }
-        if state.genesis_digest.is_some() {
-            if let Some(member) = state.members.get(&peer.node_id) {
-                if member.identity != peer.identity {
-                    return Err(format!(
-                        "node {} presented identity {}, the cluster knows it as {}",
-                        peer.node_id, peer.identity, member.identity
-                    ));
-                }
-            } else if let Some(m) = state.members.values().find(|m| m.identity == peer.identity) {
-                return Err(format!("identity {} is node {}, not node {}", peer.identity, m.id, peer.node_id));
-            }
-        } else {
-            let learned = provisional.lock().map(|p| p.get(&peer.node_id).map(|(_, i)| *i)).unwrap_or_default();
-            match learned {
-                Some(identity) if identity != peer.identity => {
-                    return Err(format!("node {} presented an identity the cluster does not know it by", peer.node_id))
-                }
-                Some(_) => {}
-                None if genesis.member(peer.node_id).is_some() => {}
-                None => return Err(format!("node {} is not a genesis member", peer.node_id)),
-            }
-        }
+        view.with_state(|state| check_member(&genesis, state, &provisional, peer))?;
         if let Ok(mut o) = observed.lock() {
             o.insert(peer.node_id, (peer.identity, hex::encode(claims.td.mrtd)));
         }
         Ok(())
     })
+}
+
+/// [`membership_check`]'s decision, on the state as it is (not a copy: this
+/// runs in every handshake).
+fn check_member(
+    genesis: &Genesis,
+    state: &crate::state::ClusterState,
+    provisional: &Provisional,
+    peer: &PeerCertificate,
+) -> Result<(), String> {
+    if state.revoked.contains(&peer.identity) {
+        return Err(format!("node {} (identity {}) is revoked", peer.node_id, peer.identity));
+    }
+    if state.genesis_digest.is_some() {
+        if let Some(member) = state.members.get(&peer.node_id) {
+            if member.identity != peer.identity {
+                return Err(format!(
+                    "node {} presented identity {}, the cluster knows it as {}",
+                    peer.node_id, peer.identity, member.identity
+                ));
+            }
+        } else if let Some(m) = state.members.values().find(|m| m.identity == peer.identity) {
+            return Err(format!("identity {} is node {}, not node {}", peer.identity, m.id, peer.node_id));
+        }
+    } else {
+        let learned = provisional.lock().map(|p| p.get(&peer.node_id).map(|(_, i)| *i)).unwrap_or_default();
+        match learned {
+            Some(identity) if identity != peer.identity => {
+                return Err(format!("node {} presented an identity the cluster does not know it by", peer.node_id))
+            }
+            Some(_) => {}
+            None if genesis.member(peer.node_id).is_some() => {}
+            None => return Err(format!("node {} is not a genesis member", peer.node_id)),
+        }
+    }
+    Ok(())
 }
 
 async fn tick(period: Duration, stop: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> bool {

@@ -91,8 +91,7 @@ impl PeerService for PeerServer {
     #[tracing::instrument(skip_all, name = "peer.join")]
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
         let cert = peer_leaf(&req).ok_or_else(|| Status::unauthenticated("no attested peer certificate"))?;
-        let answer = self.state.with_state(|s| self.joins.answer(s, &cert, req.get_ref()));
-        Ok(Response::new(answer))
+        Ok(Response::new(self.joins.answer(&self.state, &cert, req.get_ref())))
     }
     async fn threshold_round(&self, _req: Request<RoundMessage>) -> Result<Response<RoundAck>, Status> {
         not_yet("threshold rounds")

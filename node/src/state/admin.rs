@@ -186,7 +186,7 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
 }
 
 /// A peer address must be `host:port` with a non-zero port.
-fn check_address(addr: &str) -> Result<(), String> {
+pub fn check_address(addr: &str) -> Result<(), String> {
     let bad = || format!("address {addr:?} is not host:port");
     let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
     match port.parse::<u16>() {

@@ -236,17 +236,22 @@ fn a1_v0_verifies_to_same_claims() {
     // No nonce asked for: verifies, nonce exposed.
     let opts = VerifyOptions { expected_nonce: None, ..a1_opts() };
     let ev = parse_coco_json(A1_V0).unwrap();
-    let parts = AzureEvidenceParts {
-        hcl_report: &ev.hcl_report,
-        td_quote: &ev.td_quote,
-        tpm_quote: ev.tpm_quote.clone(),
-        ak_cert_der: None,
-    };
+    let parts = coco_parts(&ev);
     let collateral = Collateral::from_json(A1_COLLATERAL).unwrap();
     let v = verify_parts_detailed(&parts, &TdxVerifier::intel(), &collateral, &AzureTrust::default(), &opts).unwrap();
     assert_eq!(v.tpm_nonce, b"challenge");
     assert_eq!(v.claims, c0);
     assert!(v.hcl_var_data.starts_with(b"{\"keys\""));
+}
+
+/// The parts of CoCo evidence, which carries no AK certificate.
+fn coco_parts(ev: &CocoEvidence) -> AzureEvidenceParts<'_> {
+    AzureEvidenceParts {
+        hcl_report: &ev.hcl_report,
+        td_quote: &ev.td_quote,
+        tpm_quote: ev.tpm_quote.clone(),
+        ak_cert_der: None,
+    }
 }
 
 #[test]
@@ -273,12 +278,7 @@ fn a1_end_to_end_negatives() {
     // Tampered HCL var data: re-encode the HCL report.
     let mut ev = parse_coco_json(A1_V1).unwrap();
     ev.hcl_report[1400] ^= 1;
-    let parts = AzureEvidenceParts {
-        hcl_report: &ev.hcl_report,
-        td_quote: &ev.td_quote,
-        tpm_quote: ev.tpm_quote.clone(),
-        ak_cert_der: None,
-    };
+    let parts = coco_parts(&ev);
     let collateral = Collateral::from_json(A1_COLLATERAL).unwrap();
     let e = verify_parts(&parts, &TdxVerifier::intel(), &collateral, &AzureTrust::default(), &a1_opts()).unwrap_err();
     assert!(matches!(e, AttestError::Binding(_)), "{e:?}");
