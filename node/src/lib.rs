@@ -7,6 +7,10 @@
 //!   the simulated TEE) producing [`attest::Claims`].
 //! - [`policy`]: namespaces and their measurement rules; turns claims into an
 //!   allow/deny decision with a reason a person can read.
+//! - [`threshold`]: the threshold root keys: BLS and FROST sharings, DKG and
+//!   resharing rules, the threshold PRF, signed ceremony messages.
+//! - [`ca`]: certificate profiles of the root and namespace CAs, built in two
+//!   passes around a threshold signature.
 //! - [`state`]: the replicated cluster state, its commands and their
 //!   validate-on-apply rules; genesis; signed admin commands.
 //! - [`rfc3339`]: the time format shown and read everywhere.
@@ -19,6 +23,7 @@
 //!   health endpoints, bootstrap, shutdown.
 
 pub mod attest;
+pub mod ca;
 pub mod daemon;
 pub mod net;
 pub mod policy;
@@ -26,3 +31,4 @@ pub mod raft;
 pub mod rfc3339;
 pub mod state;
 pub mod store;
+pub mod threshold;

@@ -123,6 +123,7 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
             if !next.namespaces.insert(c.namespace.clone()) {
                 return Err(format!("namespace {} already exists", c.namespace));
             }
+            next.namespace_created.insert(c.namespace.clone(), now);
         }
         Body::AddAdmin(a) => {
             let pk: [u8; 32] = a.public_key.as_slice().try_into().map_err(|_| "admin key must be 32 bytes")?;

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 
 use super::genesis::Genesis;
+use crate::threshold::ceremony;
+
 use super::{admin, Applier, ClusterState, Command, JoinVerifier, Response};
 
 /// Applies commands with the checks every node repeats for itself.
@@ -21,6 +23,12 @@ impl Applier for NodeApplier {
                 Some(_) => admin::promote(state, *node_id),
                 None => Err("promotion before bootstrap".into()),
             },
+            Command::Key { cmd, proposed_at } => {
+                let now = (*proposed_at).max(state.clock);
+                let params =
+                    ceremony::Params { cluster_id: &self.genesis.cluster_id, threshold: self.genesis.threshold };
+                ceremony::apply(&params, state, cmd, now).map(|()| state.clock = now)
+            }
         };
         match result {
             Ok(()) => Response::Applied,

@@ -2,7 +2,7 @@
 //!
 //! ```toml
 //! cluster_id = "<32 hex>"          # 16 random bytes; names the cluster in every binding
-//! threshold = 3                    # shares needed for the root secret (issue 4)
+//! threshold = 3                    # shares needed to use the root keys (docs/keys.md)
 //! admin_quorum = 2                 # signatures needed for sensitive admin commands
 //!
 //! [[members]]
@@ -52,7 +52,7 @@ pub struct GenesisAdmin {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Genesis {
     pub cluster_id: [u8; 16],
-    pub threshold: u32,
+    pub threshold: u16,
     pub admin_quorum: u32,
     pub members: Vec<GenesisMember>,
     pub admins: Vec<GenesisAdmin>,
@@ -65,7 +65,7 @@ pub struct Genesis {
 #[serde(deny_unknown_fields)]
 struct GenesisToml {
     cluster_id: String,
-    threshold: u32,
+    threshold: u16,
     admin_quorum: u32,
     members: Vec<MemberToml>,
     admins: Vec<AdminToml>,
@@ -105,8 +105,11 @@ impl Genesis {
         if ids.contains(&0) {
             return Err(err("member id 0 is reserved".into()));
         }
-        let n = g.members.len() as u32;
-        if g.threshold == 0 || g.threshold > n {
+        if let Some(id) = ids.iter().find(|id| crate::threshold::share_index(**id).is_none()) {
+            return Err(err(format!("member id {id} is too large: ids are share indexes, 1 to 65535")));
+        }
+        let n = g.members.len() as u64;
+        if g.threshold == 0 || u64::from(g.threshold) > n {
             return Err(err(format!("threshold {} must be between 1 and the {n} members", g.threshold)));
         }
         let mut admins = Vec::new();

@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::threshold::ceremony::{KeyCommand, KeyState};
+
 /// Raft node id.
 pub type NodeId = u64;
 
@@ -69,6 +71,9 @@ pub enum Command {
     /// The leader saw an admitted learner catch up: it becomes a voter.
     /// Needs no signature: the admin decision was the learner's admission.
     Promote { node_id: NodeId },
+    /// A key-ceremony step (see [`crate::threshold::ceremony`]), at the
+    /// leader's proposal time.
+    Key { cmd: KeyCommand, proposed_at: u64 },
 }
 
 /// What applying a command produced.
@@ -118,12 +123,16 @@ pub struct ClusterState {
     pub used_nonces: BTreeMap<String, u64>,
     /// Namespaces created so far (their contents come with the namespace service).
     pub namespaces: BTreeSet<String>,
+    /// When each namespace was created (cluster clock): fixes its CA certificate's validity.
+    pub namespace_created: BTreeMap<String, u64>,
     /// Count of admin commands applied (a cheap convergence check for tests).
     pub admin_commands_applied: u64,
     /// The cluster's clock: the latest proposal time applied. It never goes
     /// backwards, so a leader cannot backdate a command into the window of an
     /// old one whose nonce has been forgotten.
     pub clock: u64,
+    /// The threshold keys' public state and any ceremony in progress.
+    pub keys: KeyState,
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 //! - `sm`: `applied` → serde_json of {state, last_applied, last_membership}.
 //! - `snapshot`: `current` → the last built or installed snapshot
 //!   (u32 BE meta length ‖ meta JSON ‖ data).
+//! - `secrets`: this node's threshold shares and ceremony material
+//!   ([`SecretStore`]); never replicated.
 //!
 //! With [`DevFileSealer`] (INSECURE), `<dir>/dev-sealer.key` holds the key.
 //! With `TpmSealer` (feature `tpm-sealer`), `<dir>/tpm-sealed-key.bin` holds
@@ -30,6 +32,7 @@
 
 mod log;
 pub mod seal;
+mod secrets;
 mod sm;
 #[cfg(test)]
 mod tests;
@@ -41,6 +44,7 @@ use std::sync::Arc;
 
 pub use self::log::LogStore;
 pub use self::seal::{open_sealer, DevFileSealer, SealedTree, Sealer, SealerConfig, TpmError};
+pub use self::secrets::SecretStore;
 pub use self::sm::{StateMachineStore, StateView};
 use crate::state::Applier;
 
@@ -89,7 +93,7 @@ pub fn open(
     dir: &Path,
     sealer: Arc<dyn Sealer>,
     applier: Arc<dyn Applier>,
-) -> Result<(LogStore, StateMachineStore), StoreError> {
+) -> Result<(LogStore, StateMachineStore, SecretStore), StoreError> {
     std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
     let db = sled::Config::new().path(dir.join("sled")).open()?;
 
@@ -106,6 +110,7 @@ pub fn open(
     tracing::info!(dir = %dir.display(), sealer = sealer.kind(), "store opened");
 
     let log = LogStore::open(&db, sealer.clone())?;
-    let sm = StateMachineStore::open(&db, sealer, applier)?;
-    Ok((log, sm))
+    let sm = StateMachineStore::open(&db, sealer.clone(), applier)?;
+    let secrets = SecretStore::open(&db, sealer)?;
+    Ok((log, sm, secrets))
 }

@@ -34,7 +34,7 @@ impl Applier for CountingApplier {
 
 fn try_open_in(dir: &Path, key_dir: &Path) -> Result<(LogStore, StateMachineStore), StoreError> {
     let sealer = Arc::new(DevFileSealer::open_insecure(key_dir)?);
-    open(dir, sealer, Arc::new(CountingApplier))
+    open(dir, sealer, Arc::new(CountingApplier)).map(|(log, sm, _)| (log, sm))
 }
 
 fn open_in(dir: &Path) -> (LogStore, StateMachineStore) {
@@ -212,7 +212,7 @@ async fn plaintext_scan_detects_unsealed_data() {
     }
     let dir = TempDir::new().unwrap();
     {
-        let (mut log, mut sm) = open(dir.path(), Arc::new(Identity), Arc::new(CountingApplier)).unwrap();
+        let (mut log, mut sm, _) = open(dir.path(), Arc::new(Identity), Arc::new(CountingApplier)).unwrap();
         write_markers(&mut log, &mut sm).await;
     }
     let found = plaintext_findings(dir.path(), &[]);

@@ -132,6 +132,12 @@ impl NodeKey {
         self.key.subject_public_key_info()
     }
 
+    /// An ECDSA P-256 / SHA-256 signature (ASN.1 DER) over `message`: how a
+    /// node signs its key-ceremony messages (`threshold::envelope`).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>, CertError> {
+        rcgen::SigningKey::sign(&self.key, message).map_err(|e| CertError::Key(e.to_string()))
+    }
+
     /// SHA-256 of the SPKI DER.
     pub fn identity(&self) -> NodeIdentity {
         super::identity_of(&self.spki_der())
