@@ -10,11 +10,13 @@ use prost::Message;
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status};
 
+use super::keys;
 use crate::raft::service::not_yet;
 use crate::raft::types::Raft;
 use crate::state::genesis::Genesis;
 use crate::state::{admin, Command, MemberStatus as Role, Response as Applied};
 use crate::store::StateView;
+use crate::threshold::ceremony::KeyState;
 
 /// How long Submit waits for its entry to commit.
 const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -26,6 +28,7 @@ pub struct AdminServer {
     pub genesis: Genesis,
     pub clock: crate::net::ratls::Clock,
     pub joins: std::sync::Arc<super::joins::PendingJoins>,
+    pub keys: std::sync::Arc<super::keys::KeyNode>,
 }
 
 #[tonic::async_trait]
@@ -74,6 +77,7 @@ impl AdminService for AdminServer {
     async fn status(&self, _req: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let m = self.raft.metrics().borrow().clone();
         let state = self.state.state();
+        let suspects = self.keys.suspects.snapshot();
         let members = state
             .members
             .values()
@@ -88,16 +92,22 @@ impl AdminService for AdminServer {
                     .and_then(|r| r.get(&mem.id).cloned().flatten())
                     .map(|l| l.index)
                     .unwrap_or_default();
+                let suspect = suspects.get(&mem.id);
+                let health = if suspect.is_some() || state.keys.culprits.contains_key(&mem.id) {
+                    NodeHealth::Suspect
+                } else {
+                    NodeHealth::Unspecified
+                };
                 MemberStatus {
                     node_id: mem.id,
                     address: mem.addr.clone(),
                     role: role as i32,
-                    health: NodeHealth::Unspecified as i32,
+                    health: health as i32,
                     evidence_kind: EvidenceKind::Unspecified as i32,
                     measurements: [("mrtd".to_string(), hex::decode(&mem.mrtd).unwrap_or_default())].into(),
                     matched_index: matched,
                     last_contact_unix: 0,
-                    invalid_shares: 0,
+                    invalid_shares: suspect.map_or(0, |s| s.invalid_shares),
                 }
             })
             .collect();
@@ -109,10 +119,64 @@ impl AdminService for AdminServer {
             last_applied_index: m.last_applied.map(|l| l.index).unwrap_or_default(),
             committed_index: m.last_log_index.unwrap_or_default(),
             members,
-            threshold: Some(ThresholdStatus { threshold: self.genesis.threshold, ..Default::default() }),
-            alarms: Vec::new(),
+            threshold: Some(threshold_status(&state.keys, self.genesis.threshold)),
+            alarms: alarms(&state.keys, &suspects),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
+    }
+
+    #[tracing::instrument(skip_all, name = "admin.get_ca_certificates")]
+    async fn get_ca_certificates(
+        &self,
+        req: Request<GetCaCertificatesRequest>,
+    ) -> Result<Response<GetCaCertificatesResponse>, Status> {
+        let ns = &req.get_ref().namespace;
+        let (root, namespace) = self.state.with_state(|s| {
+            if !ns.is_empty() && !s.namespaces.contains(ns) {
+                return Err(Status::not_found(format!("namespace {ns:?} does not exist")));
+            }
+            let namespace = s.keys.namespace_cas.get(&(ns.clone(), keys::derive::CURRENT_SECRET_VERSION)).cloned();
+            Ok((s.keys.root_ca.clone(), namespace))
+        })?;
+        let root_ca_der = root.ok_or_else(|| {
+            Status::unavailable("the root CA certificate is not issued yet (the key generation is still running)")
+        })?;
+        let namespace_ca_der = match namespace {
+            Some(der) => der,
+            None if ns.is_empty() => Vec::new(),
+            None => return Err(Status::unavailable(format!("namespace {ns:?}'s CA certificate is not issued yet"))),
+        };
+        Ok(Response::new(GetCaCertificatesResponse { root_ca_der, namespace_ca_der }))
+    }
+
+    #[tracing::instrument(skip_all, name = "admin.probe_keys")]
+    async fn probe_keys(&self, req: Request<ProbeKeysRequest>) -> Result<Response<ProbeKeysResponse>, Status> {
+        let req = req.into_inner();
+        let version = if req.version == 0 { keys::derive::CURRENT_SECRET_VERSION } else { req.version };
+        let mut resp = ProbeKeysResponse {
+            epoch: self.state.with_state(|s| s.keys.current.as_ref().map_or(0, |k| k.epoch)),
+            ..Default::default()
+        };
+        match keys::derive::namespace_secret(&self.keys, &req.namespace, version, !req.bypass_cache).await {
+            Ok(d) => {
+                resp.secret_check = keys::derive::check_value(&d.secret).to_vec();
+                resp.contributors = d.contributors;
+                resp.culprits = d.culprits;
+                resp.derive_micros = d.elapsed.as_micros() as u64;
+            }
+            Err(e) => resp.derive_error = e.to_string(),
+        }
+        if req.sign {
+            match keys::ca::sign_root(&self.keys).await {
+                Ok((_, s)) => {
+                    resp.signers = s.signers;
+                    resp.sign_culprits = s.culprits;
+                    resp.sign_micros = s.elapsed.as_micros() as u64;
+                }
+                Err(e) => resp.sign_error = e.to_string(),
+            }
+        }
+        Ok(Response::new(resp))
     }
 
     async fn propose(&self, _r: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
@@ -168,4 +232,33 @@ impl AdminService for AdminServer {
     ) -> Result<Response<GetNodeEvidenceResponse>, Status> {
         not_yet("node evidence")
     }
+}
+
+/// The threshold keys as `guardctl status` shows them.
+fn threshold_status(keys: &KeyState, threshold: u16) -> ThresholdStatus {
+    let epoch = keys.current.as_ref().map_or(0, |k| k.epoch);
+    ThresholdStatus {
+        threshold: u32::from(threshold),
+        shares: keys.current.as_ref().map_or(0, |k| k.holders.len() as u32),
+        bls_epoch: epoch,
+        frost_epoch: epoch,
+        resharing: keys.ceremony.is_some(),
+    }
+}
+
+/// Ceremony culprits (proven, replicated) and peers this node caught
+/// returning invalid shares (its own observation).
+fn alarms(keys: &KeyState, suspects: &std::collections::BTreeMap<u64, super::keys::Suspect>) -> Vec<Alarm> {
+    let proven = keys.culprits.iter().map(|(id, why)| Alarm {
+        raised_at_unix: 0,
+        node_id: *id,
+        message: format!("disqualified from holding key shares: {why}"),
+    });
+    let seen = suspects.iter().map(|(id, s)| Alarm {
+        raised_at_unix: s.last_at as i64,
+        node_id: *id,
+        message: format!("returned {} invalid threshold share(s); last: {}", s.invalid_shares, s.last_reason),
+    });
+    let failure = keys.last_failure.iter().map(|f| Alarm { raised_at_unix: 0, node_id: 0, message: f.clone() });
+    proven.chain(seen).chain(failure).collect()
 }

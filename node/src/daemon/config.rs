@@ -60,7 +60,19 @@ pub enum TeeConfig {
         trusted_keys: Vec<[u8; 32]>,
         /// Label the simulated measurements derive from.
         label: String,
+        /// Faults to inject, for Byzantine tests only.
+        byzantine: Byzantine,
     },
+}
+
+/// Faults a test node injects (`tee.insecure_byzantine`): only with the
+/// simulated TEE, so a production configuration cannot turn them on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Byzantine {
+    /// Answer EvalShare with invalid BLS signature shares.
+    pub corrupt_bls_shares: bool,
+    /// Answer FrostSign with invalid signature shares.
+    pub corrupt_frost_shares: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -149,6 +161,9 @@ pub struct TeeToml {
     pub sim_trusted_keys: Vec<String>,
     /// Label the simulated measurements derive from (default "guardian-dev").
     pub sim_label: Option<String>,
+    /// Faults to inject: "corrupt-bls-shares", "corrupt-frost-shares" (tests only).
+    #[serde(default)]
+    pub insecure_byzantine: Vec<String>,
 }
 
 fn hex32(s: &str, what: &str) -> Result<[u8; 32], ConfigError> {
@@ -169,7 +184,11 @@ impl ConfigToml {
             |what: &str| ConfigError(format!("{what} is required (config file or --{})", what.replace('_', "-")));
         let tee = match self.tee.kind.as_deref().unwrap_or("tdx") {
             "tdx" => {
-                if self.tee.insecure_simulated_tee || self.tee.sim_seed.is_some() || self.tee.sim_label.is_some() {
+                if self.tee.insecure_simulated_tee
+                    || self.tee.sim_seed.is_some()
+                    || self.tee.sim_label.is_some()
+                    || !self.tee.insecure_byzantine.is_empty()
+                {
                     return Err(ConfigError("sim settings are only valid with tee.kind = \"sim\"".into()));
                 }
                 TeeConfig::Tdx { collateral: self.tee.collateral }
@@ -187,10 +206,23 @@ impl ConfigToml {
                     .iter()
                     .map(|k| hex32(k, "tee.sim_trusted_keys entry"))
                     .collect::<Result<_, _>>()?;
+                let mut byzantine = Byzantine::default();
+                for fault in &self.tee.insecure_byzantine {
+                    match fault.as_str() {
+                        "corrupt-bls-shares" => byzantine.corrupt_bls_shares = true,
+                        "corrupt-frost-shares" => byzantine.corrupt_frost_shares = true,
+                        other => {
+                            return Err(ConfigError(format!(
+                                "unknown tee.insecure_byzantine fault {other:?}: use \"corrupt-bls-shares\" or \"corrupt-frost-shares\""
+                            )))
+                        }
+                    }
+                }
                 TeeConfig::InsecureSim {
                     seed,
                     trusted_keys,
                     label: self.tee.sim_label.unwrap_or_else(|| "guardian-dev".into()),
+                    byzantine,
                 }
             }
             other => {

@@ -5,6 +5,7 @@
 //! - [`node`]: starting a node and its tasks.
 //! - [`membership`]: bootstrap, joining, and Raft membership following the member list.
 //! - [`joins`]: join requests as members see them (pending until an admin approves).
+//! - [`keys`]: the threshold keys on this node: ceremonies, namespace secrets, FROST signing, CA certificates.
 //! - [`admin`]: the admin gRPC service (signed commands, status, pending joins).
 //! - [`health`]: `/healthz` and `/readyz` over HTTP.
 
@@ -12,6 +13,7 @@ pub mod admin;
 pub mod config;
 pub mod health;
 pub mod joins;
+pub mod keys;
 pub mod membership;
 pub mod node;
 

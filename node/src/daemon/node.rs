@@ -14,6 +14,9 @@ use super::admin::AdminServer;
 use super::config::{Config, TeeConfig};
 use super::health::{self, Readiness};
 use super::joins::PendingJoins;
+use super::keys::peers::Peers;
+use super::keys::signing::NonceStore;
+use super::keys::{KeyNode, Suspects};
 use super::membership::{ask_to_join, bootstrap, membership_check, reconcile, Me, Observed, Provisional};
 use crate::attest::sim::{SimMeasurements, SimTee, SimTrust};
 use crate::attest::Verifier;
@@ -152,8 +155,13 @@ pub async fn run(
     std::fs::create_dir_all(&config.data_dir).map_err(|e| err("creating the data directory")(e.to_string()))?;
     let clock = system_clock();
 
+    let mut byzantine = super::config::Byzantine::default();
     let (source, verifier, mrtd): (Box<dyn EvidenceSource>, Arc<Verifier>, String) = match &config.tee {
-        TeeConfig::InsecureSim { seed, trusted_keys, label } => {
+        TeeConfig::InsecureSim { seed, trusted_keys, label, byzantine: faults } => {
+            if *faults != super::config::Byzantine::default() {
+                tracing::warn!(?faults, "INSECURE test faults enabled: this node will lie to its peers");
+                byzantine = *faults;
+            }
             tracing::warn!("INSECURE simulated TEE: this node proves nothing about its hardware; development only");
             let m = SimMeasurements::from_label(label);
             let mrtd = hex::encode(m.mrtd);
@@ -171,7 +179,7 @@ pub async fn run(
     };
     let sealer: Arc<dyn Sealer> =
         store::open_sealer(&config.sealer, &config.data_dir).map_err(|e| err("opening the sealer")(e.to_string()))?;
-    let key = node_key(&config.data_dir, sealer.as_ref())?;
+    let key = Arc::new(node_key(&config.data_dir, sealer.as_ref())?);
     let issue = {
         let cluster_id = genesis.cluster_id;
         let node_id = config.node_id;
@@ -189,7 +197,7 @@ pub async fn run(
     let bare_policy =
         Arc::new(AttestingPeerPolicy::new(genesis.cluster_id, verifier.clone(), genesis.guardian_policy.clone()));
     let applier = Arc::new(NodeApplier { genesis: genesis.clone(), joiners: bare_policy.clone() });
-    let (log, sm) =
+    let (log, sm, secrets) =
         store::open(&config.data_dir, sealer.clone(), applier).map_err(|e| err("opening the store")(e.to_string()))?;
     let view = sm.view();
     if let Some(recorded) = view.with_state(|s| s.genesis_digest) {
@@ -229,6 +237,19 @@ pub async fn run(
     let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log, sm)
         .await
         .map_err(|e| err("starting Raft")(e.to_string()))?;
+    let keys = Arc::new(KeyNode {
+        me: config.node_id,
+        cluster_id: genesis.cluster_id,
+        key: key.clone(),
+        secrets,
+        view: view.clone(),
+        raft: raft.clone(),
+        peers: Peers::new(connector.clone(), view.clone()),
+        clock: clock.clone(),
+        suspects: Suspects::default(),
+        nonces: NonceStore::default(),
+        byzantine,
+    });
 
     // One shutdown signal fans out to every task.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -251,8 +272,13 @@ pub async fn run(
     // Connections are re-established (and so re-attested) at least this often,
     // so an expired certificate or revoked peer cannot keep an old one open.
     let peer_router = tonic::transport::Server::builder().max_connection_age(Duration::from_secs(600)).add_service(
-        PeerServiceServer::new(PeerServer { raft: raft.clone(), state: view.clone(), joins: joins.clone() })
-            .max_decoding_message_size(64 << 20),
+        PeerServiceServer::new(PeerServer {
+            raft: raft.clone(),
+            state: view.clone(),
+            joins: joins.clone(),
+            keys: keys.clone(),
+        })
+        .max_decoding_message_size(64 << 20),
     );
     let peer_task = tokio::spawn(grpc::serve(peer_listener, peer_tls, peer_router, stopped(stop_rx.clone())));
 
@@ -264,6 +290,7 @@ pub async fn run(
         genesis: genesis.clone(),
         clock: clock.clone(),
         joins,
+        keys: keys.clone(),
     }));
     let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
 
@@ -294,6 +321,8 @@ pub async fn run(
         ))
     };
     let members_task = tokio::spawn(reconcile(raft.clone(), config.node_id, view.clone(), stopped(stop_rx.clone())));
+    let ceremony_task = tokio::spawn(super::keys::ceremony::run(keys.clone(), stopped(stop_rx.clone())));
+    let ca_task = tokio::spawn(super::keys::ca::issue(keys.clone(), stopped(stop_rx.clone())));
     let renew_task = tokio::spawn({
         let creds = creds.clone();
         let clock = clock.clone();
@@ -323,7 +352,7 @@ pub async fn run(
     if let Err(e) = raft.shutdown().await {
         tracing::warn!(error = %e, "Raft shutdown");
     }
-    for t in [boot_task, renew_task, members_task] {
+    for t in [boot_task, renew_task, members_task, ceremony_task, ca_task] {
         let _ = t.await;
     }
     let _ = health_task.await;

@@ -1,30 +1,38 @@
-//! The peer gRPC service: Raft RPCs into the local Raft node, and join
-//! requests. Threshold protocol rounds arrive with a later issue.
+//! The peer gRPC service: Raft RPCs into the local Raft node, join
+//! requests, and the threshold protocols (ceremony messages, evaluation
+//! shares, FROST signing rounds; see `daemon::keys`).
 
 use guardian_proto::v1::peer_service_server::PeerService;
 use guardian_proto::v1::{
-    raft_response, EvalShareRequest, EvalShareResponse, FrostCommitRequest, FrostCommitResponse, FrostSignRequest,
-    FrostSignResponse, JoinRequest, JoinResponse, RaftCodec, RaftRequest, RaftResponse, RoundAck, RoundMessage,
+    raft_response, round_message, EvalShareRequest, EvalShareResponse, FrostCommitRequest, FrostCommitResponse,
+    FrostSignRequest, FrostSignResponse, JoinRequest, JoinResponse, RaftCodec, RaftRequest, RaftResponse, RoundAck,
+    RoundMessage,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tonic::{Request, Response, Status};
 
+use zeroize::Zeroizing;
+
 use super::types::Raft;
 use crate::daemon::joins::PendingJoins;
+use crate::daemon::keys::{self, KeyNode};
 use crate::net::ratls::grpc::{peer_leaf, peer_node};
 use crate::store::StateView;
+use crate::threshold::ceremony::KeyCommand;
+use crate::threshold::envelope::Envelope;
 
 pub struct PeerServer {
     pub raft: Raft,
     pub state: StateView,
     pub joins: std::sync::Arc<PendingJoins>,
+    pub keys: std::sync::Arc<KeyNode>,
 }
 
 impl PeerServer {
     /// Re-check the caller on every request, not only at the handshake: a
     /// connection opened before a revocation must not outlive it.
-    fn admit<T>(&self, req: &Request<T>) -> Result<(), Status> {
+    fn admit<T>(&self, req: &Request<T>) -> Result<u64, Status> {
         let peer = peer_node(req).ok_or_else(|| Status::unauthenticated("no attested peer certificate"))?;
         self.state.with_state(|s| {
             if s.revoked.contains(&peer.identity) {
@@ -36,8 +44,37 @@ impl PeerServer {
                     peer.node_id
                 )));
             }
-            Ok(())
+            Ok(peer.node_id)
         })
+    }
+
+    /// A ceremony message from member `from`: a signed public message for
+    /// the log (this node must be the leader), or a secret deal for this node.
+    async fn round(&self, from: u64, msg: RoundMessage) -> Result<(), String> {
+        let (public, bytes) = match msg.body {
+            Some(round_message::Body::PublicPackage(b)) => (true, Zeroizing::new(b)),
+            Some(round_message::Body::SecretSharePackage(b)) => (false, Zeroizing::new(b)),
+            _ => return Err("unsupported round message".into()),
+        };
+        let envelope: Envelope = serde_json::from_slice(&bytes).map_err(|_| "not a signed key message")?;
+        if envelope.from != from {
+            return Err(format!("node {from} may only send its own messages"));
+        }
+        if public {
+            if self.raft.metrics().borrow().current_leader != Some(self.keys.me) {
+                return Err("this node is not the leader".into());
+            }
+            return self.keys.propose(KeyCommand::Signed(envelope)).await.map_err(|e| e.to_string());
+        }
+        if let Some(complaint) = keys::ceremony::receive(&self.keys, from, &envelope).map_err(|e| e.to_string())? {
+            let node = self.keys.clone();
+            tokio::spawn(async move {
+                if let Err(e) = node.submit(&complaint).await {
+                    tracing::warn!(error = %e, "filing a complaint");
+                }
+            });
+        }
+        Ok(())
     }
 }
 
@@ -93,16 +130,32 @@ impl PeerService for PeerServer {
         let cert = peer_leaf(&req).ok_or_else(|| Status::unauthenticated("no attested peer certificate"))?;
         Ok(Response::new(self.joins.answer(&self.state, &cert, req.get_ref())))
     }
-    async fn threshold_round(&self, _req: Request<RoundMessage>) -> Result<Response<RoundAck>, Status> {
-        not_yet("threshold rounds")
+
+    #[tracing::instrument(skip_all, name = "peer.threshold_round")]
+    async fn threshold_round(&self, req: Request<RoundMessage>) -> Result<Response<RoundAck>, Status> {
+        let from = self.admit(&req)?;
+        let ack = match self.round(from, req.into_inner()).await {
+            Ok(()) => RoundAck { accepted: true, message: String::new() },
+            Err(message) => RoundAck { accepted: false, message },
+        };
+        Ok(Response::new(ack))
     }
-    async fn eval_share(&self, _req: Request<EvalShareRequest>) -> Result<Response<EvalShareResponse>, Status> {
-        not_yet("threshold evaluation")
+
+    #[tracing::instrument(skip_all, name = "peer.eval_share")]
+    async fn eval_share(&self, req: Request<EvalShareRequest>) -> Result<Response<EvalShareResponse>, Status> {
+        self.admit(&req)?;
+        keys::derive::eval_share(&self.keys, req.get_ref()).await.map(Response::new)
     }
-    async fn frost_commit(&self, _req: Request<FrostCommitRequest>) -> Result<Response<FrostCommitResponse>, Status> {
-        not_yet("FROST signing")
+
+    #[tracing::instrument(skip_all, name = "peer.frost_commit")]
+    async fn frost_commit(&self, req: Request<FrostCommitRequest>) -> Result<Response<FrostCommitResponse>, Status> {
+        self.admit(&req)?;
+        keys::signing::frost_commit(&self.keys, req.get_ref()).await.map(Response::new)
     }
-    async fn frost_sign(&self, _req: Request<FrostSignRequest>) -> Result<Response<FrostSignResponse>, Status> {
-        not_yet("FROST signing")
+
+    #[tracing::instrument(skip_all, name = "peer.frost_sign")]
+    async fn frost_sign(&self, req: Request<FrostSignRequest>) -> Result<Response<FrostSignResponse>, Status> {
+        self.admit(&req)?;
+        keys::signing::frost_sign(&self.keys, req.get_ref()).await.map(Response::new)
     }
 }

@@ -172,6 +172,15 @@ impl AdminService for TestAdmin {
     ) -> Result<Response<GetNodeEvidenceResponse>, Status> {
         unimplemented()
     }
+    async fn get_ca_certificates(
+        &self,
+        _: Request<GetCaCertificatesRequest>,
+    ) -> Result<Response<GetCaCertificatesResponse>, Status> {
+        unimplemented()
+    }
+    async fn probe_keys(&self, _: Request<ProbeKeysRequest>) -> Result<Response<ProbeKeysResponse>, Status> {
+        unimplemented()
+    }
 }
 
 struct Server {
