@@ -57,3 +57,25 @@ impl Admin {
         Ok(AdminServiceClient::new(channel))
     }
 }
+
+/// Ask one node (`only`), or each node in turn until one answers, and
+/// return the first answer with the id of the node that gave it.
+pub async fn ask_first<T, F, Fut>(cluster: &ClusterFile, only: Option<u64>, mut ask: F) -> anyhow::Result<(u64, T)>
+where
+    F: FnMut(AdminServiceClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let admin = Admin::new(cluster)?;
+    let mut last = String::from("no such node in cluster.json");
+    for n in cluster.nodes.iter().filter(|n| only.is_none_or(|id| id == n.id)) {
+        let reply = match admin.connect(n).await {
+            Ok(c) => ask(c).await.map_err(|e| e.message().to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        match reply {
+            Ok(r) => return Ok((n.id, r.into_inner())),
+            Err(e) => last = format!("node {}: {e}", n.id),
+        }
+    }
+    Err(anyhow::anyhow!("no node answered: {last}"))
+}

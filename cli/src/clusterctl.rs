@@ -34,6 +34,14 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             Ok(s) => ("healthy".to_string(), s.leader_id, s.term, s.last_applied_index),
             Err(e) => (format!("unreachable: {e}"), 0, 0, 0),
         };
+        // Peers this node caught returning invalid threshold shares (its own observation).
+        let suspects: Vec<u64> = reply
+            .as_ref()
+            .map(|s| {
+                let suspect = guardian_proto::v1::NodeHealth::Suspect as i32;
+                s.members.iter().filter(|m| m.health == suspect).map(|m| m.node_id).collect()
+            })
+            .unwrap_or_default();
         // The cluster's view is the one its leader reports about itself: a node
         // cut off from the others (revoked, partitioned) may report a higher
         // term of its own with stale state.
@@ -49,7 +57,7 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
         }
         rows.push(json!({
             "id": node.id, "address": node.peer_addr, "admin_address": node.admin_addr, "pid": node.pid,
-            "health": health, "leader": leader, "term": term, "last_applied": applied,
+            "health": health, "leader": leader, "term": term, "last_applied": applied, "suspects": suspects,
         }));
     }
     let view = view.map(|(_, v)| v);
@@ -64,14 +72,24 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
                         .as_str_name()
                         .trim_start_matches("NODE_ROLE_")
                         .to_lowercase();
+                    let suspect = m.health == guardian_proto::v1::NodeHealth::Suspect as i32;
                     json!({"id": m.node_id, "address": m.address, "role": role,
-                           "measurement": m.measurements.get("mrtd").map(hex::encode)})
+                           "measurement": m.measurements.get("mrtd").map(hex::encode),
+                           "suspect": suspect, "invalid_shares": m.invalid_shares})
                 })
                 .collect()
         })
         .unwrap_or_default();
+    let threshold = view.as_ref().and_then(|v| v.threshold).unwrap_or_default();
+    let alarms: Vec<_> = view
+        .as_ref()
+        .map(|v| v.alarms.iter().map(|a| json!({"node": a.node_id, "message": a.message})).collect())
+        .unwrap_or_default();
     let summary = json!({
         "cluster_id": cluster.cluster_id,
+        "keys": {"threshold": threshold.threshold, "holders": threshold.shares, "epoch": threshold.bls_epoch,
+                 "ceremony_running": threshold.resharing},
+        "alarms": alarms,
         "leader": view.as_ref().map(|v| v.leader_id),
         "term": view.as_ref().map(|v| v.term),
         "last_applied": view.as_ref().map(|v| v.last_applied_index),
@@ -88,6 +106,17 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             summary["term"],
             summary["last_applied"]
         );
+        out!(
+            "keys: {}-of-{} held, epoch {}{}",
+            threshold.threshold,
+            threshold.shares,
+            threshold.bls_epoch,
+            if threshold.resharing { ", key ceremony running" } else { "" }
+        );
+        for a in view.iter().flat_map(|v| &v.alarms) {
+            let about = if a.node_id == 0 { String::new() } else { format!("node {}: ", a.node_id) };
+            out!("ALARM {about}{}", a.message);
+        }
         out!(
             "{:<4} {:<22} {:<8} {:<8} {:<8} {:<10} {}",
             "id",
@@ -243,27 +272,17 @@ pub async fn status_quiet(dir: &Path) -> bool {
 /// List namespaces as one node (or the first that answers) sees them.
 pub async fn list_namespaces(dir: &Path, node: Option<u64>, as_json: bool) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
-    let admin = Admin::new(&cluster)?;
-    let mut last = String::from("no node in cluster.json");
-    for n in cluster.nodes.iter().filter(|n| node.is_none_or(|id| id == n.id)) {
-        let reply = match admin.connect(n).await {
-            Ok(mut c) => c.list_namespaces(ListNamespacesRequest {}).await.map_err(|e| e.message().to_string()),
-            Err(e) => Err(format!("{e:#}")),
-        };
-        match reply {
-            Ok(r) => {
-                let names: Vec<String> = r.into_inner().namespaces.into_iter().map(|n| n.namespace).collect();
-                if as_json {
-                    out!("{}", json!({ "node": n.id, "namespaces": names }));
-                } else {
-                    names.iter().for_each(|name| out!("{name}"));
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            Err(e) => last = format!("node {}: {e}", n.id),
-        }
+    let (id, r) = crate::admin_client::ask_first(&cluster, node, |mut c| async move {
+        c.list_namespaces(ListNamespacesRequest {}).await
+    })
+    .await?;
+    let names: Vec<String> = r.namespaces.into_iter().map(|n| n.namespace).collect();
+    if as_json {
+        out!("{}", json!({ "node": id, "namespaces": names }));
+    } else {
+        names.iter().for_each(|name| out!("{name}"));
     }
-    Err(anyhow::anyhow!("no node answered: {last}"))
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `guardctl approve FILE`: show what the proposal says, who has signed, then sign.

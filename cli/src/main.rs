@@ -7,6 +7,7 @@
 //! - `admin_client`: attested connections to nodes' admin ports.
 //! - `clusterctl`: `status` and signed admin commands (`namespace create`, `node revoke`).
 //! - `joins`: `node joins` and `node approve`: nodes asking to join, checked before approval.
+//! - `keysctl`: `ca` (the cluster's CA certificates) and `keys probe` (check the threshold keys).
 //! - `proposal`: commands that need several admins: `--propose FILE`, `approve`, `submit`.
 //! - `output`: rendering of verdicts as text or JSON.
 //!
@@ -20,6 +21,7 @@ mod dev;
 mod devup;
 mod evidence;
 mod joins;
+mod keysctl;
 mod output;
 mod proposal;
 
@@ -56,6 +58,23 @@ enum Command {
     /// Cluster members (signed admin commands).
     #[command(subcommand)]
     Node(NodeCmd),
+    /// The cluster's root CA certificate (and a namespace's CA certificate), as PEM.
+    Ca {
+        /// Also fetch this namespace's CA certificate.
+        #[arg(long)]
+        namespace: Option<String>,
+        /// Write root-ca.pem (and <namespace>-ca.pem) here instead of printing them.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Ask this node (default: the first that answers).
+        #[arg(long)]
+        node: Option<u64>,
+    },
+    /// The threshold keys.
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Review a proposal file and add your signature to it.
     Approve {
         file: std::path::PathBuf,
@@ -163,6 +182,29 @@ enum NamespaceCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum KeysCmd {
+    /// Derive a namespace secret (and make one FROST signature) on a node now, and show which
+    /// nodes contributed, which returned invalid shares, and how long it took. The secret never
+    /// leaves the node: only a check value is shown.
+    Probe {
+        namespace: String,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Ask this node (default: the first that answers).
+        #[arg(long)]
+        node: Option<u64>,
+        /// Gather shares again even if the node has the secret cached.
+        #[arg(long)]
+        fresh: bool,
+        /// Also make one FROST signature (over the root CA certificate).
+        #[arg(long)]
+        sign: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 /// A failure that is the caller's to fix (exit 2), as opposed to a refusal (exit 1).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -211,6 +253,12 @@ fn main() -> ExitCode {
         Command::Namespace(NamespaceCmd::List { cluster, node, json }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::list_namespaces(&cluster, node, json))),
+        Command::Ca { namespace, out, cluster, node } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(keysctl::ca(&cluster, namespace.as_deref(), out.as_deref(), node))),
+        Command::Keys(KeysCmd::Probe { namespace, cluster, node, fresh, sign, json }) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(keysctl::probe(&cluster, &namespace, node, fresh, sign, json))),
     };
     match result {
         Ok(code) => code,

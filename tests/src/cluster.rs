@@ -123,6 +123,46 @@ impl TestCluster {
         std::fs::write(&p, tuned).expect("write config");
     }
 
+    /// Make node `id` (stopped) inject test faults: `tee.insecure_byzantine`.
+    pub fn set_byzantine(&self, id: u64, faults: &[&str]) {
+        let p = self.path().join(format!("node-{id}.toml"));
+        let cfg = std::fs::read_to_string(&p).expect("node config");
+        let list = faults.iter().map(|f| format!("{f:?}")).collect::<Vec<_>>().join(", ");
+        let cfg = cfg.replacen("[tee]\n", &format!("[tee]\ninsecure_byzantine = [{list}]\n"), 1);
+        assert!(cfg.contains("insecure_byzantine"), "node {id}'s config has no [tee] section");
+        std::fs::write(&p, cfg).expect("write config");
+    }
+
+    /// `guardctl keys probe --json` on node `id`.
+    pub fn probe(&self, id: u64, namespace: &str, fresh: bool, sign: bool) -> Value {
+        let id = id.to_string();
+        let mut args = vec!["keys", "probe", namespace, "--json", "--node", &id];
+        if fresh {
+            args.push("--fresh");
+        }
+        if sign {
+            args.push("--sign");
+        }
+        let out = self.guardctl(&args);
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// Wait until the key generation has completed and the root CA
+    /// certificate is recorded; returns the status.
+    pub fn wait_keys(&self, epoch: u64, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.status();
+            let done =
+                s["keys"]["epoch"].as_u64().is_some_and(|e| e >= epoch) && s["keys"]["ceremony_running"] == false;
+            if done && self.guardctl(&["ca"]).status.success() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "keys not ready in {timeout:?}: {s}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
     /// `guardctl dev add-node`: a node outside the genesis file, started; it
     /// asks to join. Returns its id.
     pub fn add_node(&mut self) -> u64 {
