@@ -73,6 +73,8 @@ pub struct Byzantine {
     pub corrupt_bls_shares: bool,
     /// Answer FrostSign with invalid signature shares.
     pub corrupt_frost_shares: bool,
+    /// As a dealer in a key ceremony, send one recipient a wrong (signed) share.
+    pub corrupt_dealing: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -161,7 +163,7 @@ pub struct TeeToml {
     pub sim_trusted_keys: Vec<String>,
     /// Label the simulated measurements derive from (default "guardian-dev").
     pub sim_label: Option<String>,
-    /// Faults to inject: "corrupt-bls-shares", "corrupt-frost-shares" (tests only).
+    /// Faults to inject: "corrupt-bls-shares", "corrupt-frost-shares", "corrupt-dealing" (tests only).
     #[serde(default)]
     pub insecure_byzantine: Vec<String>,
 }
@@ -211,9 +213,10 @@ impl ConfigToml {
                     match fault.as_str() {
                         "corrupt-bls-shares" => byzantine.corrupt_bls_shares = true,
                         "corrupt-frost-shares" => byzantine.corrupt_frost_shares = true,
+                        "corrupt-dealing" => byzantine.corrupt_dealing = true,
                         other => {
                             return Err(ConfigError(format!(
-                                "unknown tee.insecure_byzantine fault {other:?}: use \"corrupt-bls-shares\" or \"corrupt-frost-shares\""
+                                "unknown tee.insecure_byzantine fault {other:?}: use \"corrupt-bls-shares\", \"corrupt-frost-shares\" or \"corrupt-dealing\""
                             )))
                         }
                     }
@@ -268,6 +271,21 @@ mod tests {
         let stray = format!("{BASE}[tee]\ninsecure_simulated_tee = true\n");
         assert!(ConfigToml::parse(&stray).unwrap().build().is_err());
         assert!(matches!(ConfigToml::parse(BASE).unwrap().build().unwrap().tee, TeeConfig::Tdx { .. }));
+    }
+
+    #[test]
+    fn test_faults_need_the_simulated_tee() {
+        let seed = "11".repeat(32);
+        let sim = format!("{BASE}[tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{seed}\"\n");
+        let faults = |list: &str| format!("{sim}insecure_byzantine = [{list}]\n");
+        let built = ConfigToml::parse(&faults("\"corrupt-bls-shares\", \"corrupt-dealing\"")).unwrap().build().unwrap();
+        let TeeConfig::InsecureSim { byzantine, .. } = built.tee else { panic!("sim") };
+        assert!(byzantine.corrupt_bls_shares && byzantine.corrupt_dealing && !byzantine.corrupt_frost_shares);
+        let unknown = ConfigToml::parse(&faults("\"lie\"")).unwrap().build().unwrap_err().to_string();
+        assert!(unknown.contains("unknown tee.insecure_byzantine fault"), "{unknown}");
+        // A production (TDX) configuration cannot turn them on.
+        let tdx = format!("{BASE}[tee]\nkind = \"tdx\"\ninsecure_byzantine = [\"corrupt-bls-shares\"]\n");
+        assert!(ConfigToml::parse(&tdx).unwrap().build().is_err());
     }
 
     #[test]

@@ -240,6 +240,7 @@ pub async fn run(
     let keys = Arc::new(KeyNode {
         me: config.node_id,
         cluster_id: genesis.cluster_id,
+        threshold: genesis.threshold,
         key: key.clone(),
         secrets,
         view: view.clone(),

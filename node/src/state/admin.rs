@@ -177,6 +177,16 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
             let member =
                 next.members.remove(&r.node_id).ok_or_else(|| format!("node {} is not a member", r.node_id))?;
             next.revoked.insert(member.identity);
+            // The keys live only as shares: never revoke below the threshold of holders.
+            if let Some(keys) = &next.keys.current {
+                let left = keys.holders.iter().filter(|h| next.members.contains_key(h)).count();
+                if left < usize::from(keys.threshold) {
+                    return Err(format!(
+                        "revoking node {} would leave {left} share holders, fewer than the threshold {}: the cluster's keys would be lost",
+                        r.node_id, keys.threshold
+                    ));
+                }
+            }
         }
         _ => return Err("this command is not supported by this version".into()),
     }

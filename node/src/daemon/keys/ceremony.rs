@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::{KeyError, KeyNode};
 use crate::state::NodeId;
 use crate::threshold::ceremony::{
-    check_secret_deal, desired_holders, Ceremony, CeremonyKind, Deal, KeyCommand, KeyMsg, KeyState, SecretDeal,
+    check_secret_deal, desired_holders, Ceremony, CeremonyKind, Deal, GroupKeys, KeyCommand, KeyMsg, SecretDeal,
     CEREMONY_TIMEOUT_SECS,
 };
 use crate::threshold::envelope::Envelope;
@@ -73,7 +73,12 @@ fn other(e: impl std::fmt::Display) -> KeyError {
 
 /// This node's shares of `epoch`, if it holds them.
 pub fn load_shares(node: &KeyNode, epoch: u64) -> Result<Option<Shares>, KeyError> {
-    let Some(bytes) = node.secrets.get(&share_key(epoch))? else { return Ok(None) };
+    read_shares(&node.secrets, epoch)
+}
+
+/// The shares of `epoch` in a node's sealed store, if it holds them.
+pub fn read_shares(secrets: &crate::store::SecretStore, epoch: u64) -> Result<Option<Shares>, KeyError> {
+    let Some(bytes) = secrets.get(&share_key(epoch))? else { return Ok(None) };
     let record: SharesRecord = serde_json::from_slice(&bytes).map_err(other)?;
     Ok(Some(Shares {
         bls: bls::BlsShare::from_bytes(&record.bls).map_err(other)?,
@@ -92,17 +97,19 @@ pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = &mut stop => return,
         }
-        let Some((keys, desired)) =
-            node.view.with_state(|s| s.genesis_digest.map(|_| (s.keys.clone(), desired_holders(s))))
-        else {
+        // Only the ceremony's part of the key state: not the CA certificates.
+        let Some((current, ceremony, desired)) = node.view.with_state(|s| {
+            s.genesis_digest.map(|_| (s.keys.current.clone(), s.keys.ceremony.clone(), desired_holders(s)))
+        }) else {
             continue;
         };
         if node.raft.metrics().borrow().current_leader == Some(node.me) {
-            if let Err(e) = lead(&node, &keys, desired).await {
-                tracing::warn!(error = %e, "key ceremony (leader)");
+            if let Err(e) = lead(&node, current.as_ref(), ceremony.as_ref(), desired).await {
+                tracing::warn!(error = %e, "key ceremony (leader); retrying in 2 s");
+                tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
-        match &keys.ceremony {
+        match &ceremony {
             Some(c) => {
                 if let Err(e) = take_part(&node, c, &mut delivered).await {
                     tracing::debug!(error = %e, epoch = c.epoch, "key ceremony step will be retried");
@@ -110,7 +117,7 @@ pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>
             }
             None => {
                 delivered.clear();
-                if let Err(e) = clean_up(&node, &keys) {
+                if let Err(e) = clean_up(&node, current.as_ref()) {
                     tracing::warn!(error = %e, "removing old key material");
                 }
             }
@@ -118,20 +125,32 @@ pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>
     }
 }
 
-async fn lead(node: &KeyNode, keys: &KeyState, desired: BTreeSet<NodeId>) -> Result<(), KeyError> {
+async fn lead(
+    node: &KeyNode,
+    current: Option<&GroupKeys>,
+    ceremony: Option<&Ceremony>,
+    desired: BTreeSet<NodeId>,
+) -> Result<(), KeyError> {
     let now = (node.clock)();
-    match (&keys.ceremony, &keys.current) {
+    match (ceremony, current) {
         (Some(c), _) if now >= c.started_at + CEREMONY_TIMEOUT_SECS => {
             tracing::warn!(epoch = c.epoch, "key ceremony timed out; aborting it (the current keys stay in force)");
             node.propose(KeyCommand::Abort { session: c.session }).await
         }
-        (None, None) if !desired.is_empty() => {
+        (None, None) if desired.len() >= usize::from(node.threshold) => {
             tracing::info!(nodes = ?desired, "starting the distributed key generation");
             node.propose(KeyCommand::Start { kind: CeremonyKind::Dkg, dealers: desired.clone(), recipients: desired })
                 .await
         }
-        (None, Some(current)) if current.holders != desired && !desired.is_empty() => {
+        (None, Some(current)) if current.holders != desired && desired.len() >= usize::from(current.threshold) => {
             let dealers: BTreeSet<NodeId> = current.holders.intersection(&desired).copied().collect();
+            if dealers.len() < usize::from(current.threshold) {
+                return Err(other(format!(
+                    "only {} current share holders remain ({dealers:?}); resharing needs {}",
+                    dealers.len(),
+                    current.threshold
+                )));
+            }
             tracing::info!(from = ?current.holders, to = ?desired, "resharing the keys to the new member set");
             node.propose(KeyCommand::Start { kind: CeremonyKind::Reshare, dealers, recipients: desired }).await
         }
@@ -148,13 +167,12 @@ async fn take_part(node: &KeyNode, c: &Ceremony, delivered: &mut BTreeSet<([u8; 
         return Ok(());
     }
     let Some(result) = &c.result else { return Ok(()) };
-    if c.dealers.contains(&me) {
+    let pending: Vec<NodeId> =
+        c.recipients.iter().copied().filter(|r| !delivered.contains(&(c.session, *r)) && !c.done.contains(r)).collect();
+    if c.dealers.contains(&me) && !pending.is_empty() {
         let secrets = dealer_secrets(node, c)?;
         let deals = secret_deals(node, c, &secrets)?;
-        for (recipient, deal) in deals {
-            if delivered.contains(&(c.session, recipient)) || c.done.contains(&recipient) {
-                continue;
-            }
+        for (recipient, deal) in deals.into_iter().filter(|(r, _)| pending.contains(r)) {
             let envelope = node.envelope(serde_json::to_vec(&deal).map_err(other)?)?;
             let sent = if recipient == me {
                 receive(node, me, &envelope).map(|_| ())
@@ -253,15 +271,23 @@ fn secret_deals(node: &KeyNode, c: &Ceremony, s: &DealerSecrets) -> Result<BTree
                 .collect::<Result<_, KeyError>>()?
         }
     };
+    // Test fault: the lowest other recipient gets a share of another index.
+    let victim = c.recipients.iter().copied().find(|r| *r != node.me).filter(|_| node.byzantine.corrupt_dealing);
     let mut out = BTreeMap::new();
     for r in &c.recipients {
         let x = share_index(*r).ok_or_else(|| other("recipient id out of range"))?;
+        let x_bls = if Some(*r) == victim {
+            tracing::warn!(recipient = r, "INSECURE test fault: dealing a corrupted share");
+            x.wrapping_add(1).max(1)
+        } else {
+            x
+        };
         out.insert(
             *r,
             SecretDeal {
                 session: c.session,
                 recipient: *r,
-                bls: dealer.share_for(x).map_err(other)?.to_bytes().to_vec(),
+                bls: dealer.share_for(x_bls).map_err(other)?.to_bytes().to_vec(),
                 // A DKG participant needs no FROST round-2 package from itself.
                 frost: frost_parts.remove(&x).map(|p| p.to_vec()).unwrap_or_default(),
             },
@@ -389,8 +415,8 @@ fn new_shares(node: &KeyNode, c: &Ceremony) -> Result<Shares, KeyError> {
 
 /// Once no ceremony runs: drop shares of older epochs and finished
 /// sessions' material.
-fn clean_up(node: &KeyNode, keys: &KeyState) -> Result<(), KeyError> {
-    let Some(current) = &keys.current else { return Ok(()) };
+fn clean_up(node: &KeyNode, current: Option<&GroupKeys>) -> Result<(), KeyError> {
+    let Some(current) = current else { return Ok(()) };
     for key in node.secrets.keys(b"share/")? {
         let epoch = key.get(6..14).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
         if epoch.is_some_and(|e| e < current.epoch) {

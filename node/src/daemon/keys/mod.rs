@@ -22,7 +22,7 @@ pub mod signing;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use guardian_proto::v1::{RoundMessage, SessionRef, ThresholdProtocol};
+use guardian_proto::v1::RoundMessage;
 use zeroize::Zeroizing;
 
 use super::config::Byzantine;
@@ -38,6 +38,8 @@ use crate::threshold::envelope::Envelope;
 pub struct KeyNode {
     pub me: NodeId,
     pub cluster_id: [u8; 16],
+    /// Shares needed (the genesis threshold).
+    pub threshold: u16,
     pub key: Arc<NodeKey>,
     pub secrets: SecretStore,
     pub view: StateView,
@@ -89,12 +91,9 @@ impl KeyNode {
             Some(l) if l == self.me => self.propose(KeyCommand::Signed(envelope)).await,
             Some(l) => {
                 let json = Zeroizing::new(serde_json::to_vec(&envelope).map_err(|e| KeyError::Other(e.to_string()))?);
+                // The session is inside the signed message; the leader reads it there.
                 let msg = RoundMessage {
-                    session: Some(SessionRef {
-                        session_id: vec![],
-                        protocol: ThresholdProtocol::BlsDkg as i32,
-                        epoch: 0,
-                    }),
+                    session: None,
                     round: 1,
                     body: Some(guardian_proto::v1::round_message::Body::PublicPackage(json.to_vec())),
                 };
