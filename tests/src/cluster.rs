@@ -72,7 +72,17 @@ impl TestCluster {
         Self::start_inner(n, tuning, &[], true)
     }
 
+    /// [`Self::start`], with some nodes injecting test faults from their first
+    /// start (`tee.insecure_byzantine`, see [`Self::set_byzantine`]).
+    pub fn start_byzantine(n: u64, tuning: Tuning, faults: &[(u64, &[&str])]) -> Self {
+        Self::start_inner_with(n, tuning, &[], false, faults)
+    }
+
     fn start_inner(n: u64, tuning: Tuning, init_args: &[&str], faulty: bool) -> Self {
+        Self::start_inner_with(n, tuning, init_args, faulty, &[])
+    }
+
+    fn start_inner_with(n: u64, tuning: Tuning, init_args: &[&str], faulty: bool, faults: &[(u64, &[&str])]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let base = free_base(n as u16);
         let out = Command::new(guardctl())
@@ -88,6 +98,9 @@ impl TestCluster {
         if faulty {
             let routes = (1..=n).map(|id| c.route_through_proxy(id)).collect();
             c.faults = Some(crate::faults::Faults::start(routes));
+        }
+        for (id, f) in faults {
+            c.set_byzantine(*id, f);
         }
         for id in 1..=n {
             c.tune(id);
@@ -121,6 +134,13 @@ impl TestCluster {
             t.heartbeat_ms, t.election_timeout_ms, t.snapshot_every, t.snapshot_keep_logs
         );
         std::fs::write(&p, tuned).expect("write config");
+    }
+
+    /// Ids of the nodes waiting for `guardctl node approve`.
+    pub fn pending_joins(&self) -> Vec<u64> {
+        let out = self.guardctl(&["node", "joins", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["pending"].as_array().into_iter().flatten().filter_map(|p| p["node_id"].as_u64()).collect()
     }
 
     /// Make node `id` (stopped) inject test faults: `tee.insecure_byzantine`.
@@ -445,4 +465,10 @@ pub mod attacker {
         };
         PeerServiceClient::new(channel).vote(RaftRequest::default()).await.is_ok()
     }
+}
+
+/// A member's role ("voter", "learner") in a `guardctl status --json` answer.
+pub fn role_of(s: &Value, id: u64) -> String {
+    let members = s["members"].as_array().cloned().unwrap_or_default();
+    members.iter().find(|m| m["id"] == id).map(|m| m["role"].as_str().unwrap_or("").to_string()).unwrap_or_default()
 }

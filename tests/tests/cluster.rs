@@ -249,17 +249,6 @@ fn quorum_commands_need_approvals_from_enough_admins() {
 }
 
 /// Node ids pending in `guardctl node joins --json`.
-fn pending_joins(c: &TestCluster) -> Vec<u64> {
-    let out = c.guardctl(&["node", "joins", "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["pending"].as_array().into_iter().flatten().filter_map(|p| p["node_id"].as_u64()).collect()
-}
-
-fn role_of(s: &serde_json::Value, id: u64) -> String {
-    let members = s["members"].as_array().cloned().unwrap_or_default();
-    members.iter().find(|m| m["id"] == id).map(|m| m["role"].as_str().unwrap_or("").to_string()).unwrap_or_default()
-}
-
 #[test]
 fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
     let mut c = TestCluster::start(3, Tuning::default());
@@ -269,8 +258,8 @@ fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
     // Two nodes outside the genesis file ask to join; nothing changes until an admin approves.
     let joiners = [c.add_node(), c.add_node()];
     let deadline = Instant::now() + READY;
-    while pending_joins(&c) != joiners {
-        assert!(Instant::now() < deadline, "join requests not listed: {:?}", pending_joins(&c));
+    while c.pending_joins() != joiners {
+        assert!(Instant::now() < deadline, "join requests not listed: {:?}", c.pending_joins());
         std::thread::sleep(Duration::from_millis(300));
     }
     assert_eq!(c.status()["members"].as_array().unwrap().len(), 3);
@@ -288,7 +277,7 @@ fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
     let deadline = Instant::now() + READY;
     loop {
         let s = c.wait_members(&all, 5, READY);
-        if joiners.iter().all(|id| role_of(&s, *id) == "voter") {
+        if joiners.iter().all(|id| guardian_tests::cluster::role_of(&s, *id) == "voter") {
             break;
         }
         assert!(Instant::now() < deadline, "joiners not promoted: {s}");
@@ -338,11 +327,11 @@ fn new_nodes_join_as_learners_become_voters_and_a_revoked_one_cannot_rejoin() {
         assert!(Instant::now() < deadline, "revoked node {victim} refused only by {refusing:?}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    assert!(!pending_joins(&c).contains(&victim), "a revoked identity is never pending");
+    assert!(!c.pending_joins().contains(&victim), "a revoked identity is never pending");
     let out = c.guardctl(&["node", "approve", &victim.to_string()]);
     assert!(!out.status.success(), "a revoked node cannot be approved again");
     let s = c.wait_members(&[1, 2, 3, joiners[0]], 4, READY);
-    assert_eq!(role_of(&s, victim), "");
+    assert_eq!(guardian_tests::cluster::role_of(&s, victim), "");
     assert!(c.create_namespace("after-revoke"));
 }
 

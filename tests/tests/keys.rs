@@ -137,3 +137,189 @@ fn byzantine_nodes_are_named_and_outvoted_and_too_few_honest_nodes_fail_clearly(
     let sign = p["sign_error"].as_str().unwrap_or("");
     assert!(sign.contains("of the 3 needed"), "{p}");
 }
+
+/// Reads a stopped node's sealed store (the INSECURE dev sealer's key is in its directory).
+fn node_store(c: &TestCluster, id: u64) -> (guardian_node::store::StateView, guardian_node::store::SecretStore) {
+    struct ReadOnly;
+    impl guardian_node::state::Applier for ReadOnly {
+        fn apply(
+            &self,
+            _: &mut guardian_node::state::ClusterState,
+            _: &guardian_node::state::Command,
+        ) -> guardian_node::state::Response {
+            guardian_node::state::Response::Rejected { reason: "read only".into() }
+        }
+    }
+    let dir = c.path().join(format!("node-{id}"));
+    let sealer = std::sync::Arc::new(guardian_node::store::DevFileSealer::open_insecure(&dir).unwrap());
+    let (_, sm, secrets) = guardian_node::store::open(&dir, sealer, std::sync::Arc::new(ReadOnly)).unwrap();
+    (sm.view(), secrets)
+}
+
+/// A 5-node cluster with its keys and namespace team-a; returns S(team-a)'s check value.
+fn keyed_cluster() -> (TestCluster, Value) {
+    let c = TestCluster::start(5, Tuning::default());
+    c.wait_ready(&[1, 2, 3, 4, 5], READY);
+    c.wait_keys(1, READY);
+    assert!(c.create_namespace("team-a"));
+    let before = c.probe(1, "team-a", true, false)["secret_check"].clone();
+    (c, before)
+}
+
+/// A new node asks to join, is approved, and becomes a voter; returns its id.
+fn join_one(c: &mut TestCluster) -> u64 {
+    let joiner = c.add_node();
+    let deadline = Instant::now() + READY;
+    while c.pending_joins() != vec![joiner] {
+        assert!(Instant::now() < deadline, "join request not listed");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let o = c.guardctl(&["node", "approve", &joiner.to_string()]);
+    assert!(o.status.success(), "approve: {}", String::from_utf8_lossy(&o.stderr));
+    loop {
+        let s = c.status();
+        if guardian_tests::cluster::role_of(&s, joiner) == "voter" {
+            return joiner;
+        }
+        assert!(Instant::now() < deadline, "node {joiner} not promoted: {s}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn resharing_on_join_and_revoke_keeps_the_keys_and_makes_old_shares_useless() {
+    use guardian_node::daemon::keys::ceremony::read_shares;
+    use guardian_node::threshold::bls;
+
+    let (mut c, before) = keyed_cluster();
+    let out = c.path().join("ca-before");
+    fetch_ca(&c, "team-a", &out);
+
+    // A new node joins: once it is a voter the keys are reshared to six holders.
+    let joiner = join_one(&mut c);
+    let s = c.wait_keys(2, READY);
+    assert_eq!(s["keys"]["holders"], 6, "{s}");
+    // The new node's share counts: with nodes 1-3 down, 4, 5 and the joiner give the same secret.
+    for id in [1, 2, 3] {
+        c.kill9(id);
+    }
+    let p = c.probe(joiner, "team-a", true, false);
+    assert_eq!(ids(&p["contributors"]), vec![4, 5, joiner], "{p}");
+    assert_eq!(p["secret_check"], before, "{p}");
+    for id in [1, 2, 3] {
+        c.start_node(id);
+    }
+    c.wait_members(&[1, 2, 3, 4, 5, joiner], 6, READY);
+
+    // Node 5 is revoked (while down, so it keeps its share of epoch 2): reshared to five holders.
+    c.kill9(5);
+    let o = c.guardctl(&["node", "revoke", "5", "--reason", "test"]);
+    assert!(o.status.success(), "revoke: {}", String::from_utf8_lossy(&o.stderr));
+    let s = c.wait_keys(3, READY);
+    assert_eq!(s["keys"]["holders"], 5, "{s}");
+    for id in [1, 4, joiner] {
+        let p = c.probe(id, "team-a", true, true);
+        assert_eq!(p["secret_check"], before, "namespace secret changed: {p}");
+        assert_eq!(p["sign_error"], "", "{p}");
+    }
+    // The root CA and team-a's CA are the same certificates.
+    let after = c.path().join("ca-after");
+    fetch_ca(&c, "team-a", &after);
+    for f in ["root-ca.pem", "team-a-ca.pem"] {
+        assert_eq!(std::fs::read(out.join(f)).unwrap(), std::fs::read(after.join(f)).unwrap(), "{f} changed");
+    }
+
+    // On disk: the revoked node's old share with two current shares gives no result.
+    for id in [1, 2, 3, 4, joiner] {
+        c.kill9(id);
+    }
+    let (view, _) = node_store(&c, 1);
+    let state = view.state();
+    let current = state.keys.current.clone().expect("keys");
+    assert_eq!(current.epoch, 3);
+    let public = current.bls_public().unwrap();
+    let label = bls::namespace_label(&state_cluster_id(&c), "team-a", 1);
+    let share = |id: u64, epoch: u64| {
+        let (_, secrets) = node_store(&c, id);
+        let s = read_shares(&secrets, epoch).unwrap().unwrap_or_else(|| panic!("node {id} has no epoch {epoch} share"));
+        bls::sign_share(&s.bls, &label).to_vec()
+    };
+    let old5 = share(5, 2);
+    let mixed = [(1u16, share(1, 3)), (4, share(4, 3)), (5, old5)].into_iter().collect();
+    match bls::combine_fast(&public, &mixed, &label) {
+        Err(bls::BlsError::NotEnoughShares { culprits, .. }) => assert_eq!(culprits, vec![5]),
+        other => panic!("an old share must not combine: {:?}", other.map(|c| c.culprits)),
+    }
+    let current_shares =
+        [(1u16, share(1, 3)), (4, share(4, 3)), (joiner as u16, share(joiner, 3))].into_iter().collect();
+    let combined = bls::combine_fast(&public, &current_shares, &label).unwrap();
+    let secret = bls::namespace_secret(&combined.signature, &label);
+    let check = guardian_node::daemon::keys::derive::check_value(&secret);
+    assert_eq!(Value::String(hex::encode(check)), before);
+}
+
+fn state_cluster_id(c: &TestCluster) -> [u8; 16] {
+    let genesis = std::fs::read_to_string(c.path().join("genesis.toml")).unwrap();
+    guardian_node::state::genesis::Genesis::parse(&genesis).unwrap().cluster_id
+}
+
+#[test]
+fn a_resharing_interrupted_by_crashes_resumes_and_the_old_keys_serve_meanwhile() {
+    let (mut c, before) = keyed_cluster();
+
+    // Node 2 is down when the joiner is promoted: the resharing starts and cannot finish.
+    c.kill9(2);
+    let joiner = join_one(&mut c);
+    let deadline = Instant::now() + READY;
+    while c.status()["keys"]["ceremony_running"] != true {
+        assert!(Instant::now() < deadline, "no resharing started");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The others deal and exchange shares; then two of them crash and restart mid-ceremony.
+    std::thread::sleep(Duration::from_secs(2));
+    for id in [3, 4] {
+        c.kill9(id);
+        c.start_node(id);
+    }
+    // Meanwhile the old epoch still serves.
+    let s = c.status();
+    assert_eq!(s["keys"]["epoch"], 1, "{s}");
+    let p = c.probe(3, "team-a", true, false);
+    assert_eq!(p["secret_check"], before, "{p}");
+
+    // Node 2 comes back: the ceremony completes (resumed, or restarted after its timeout).
+    c.start_node(2);
+    let t0 = Instant::now();
+    let s = c.wait_keys(2, Duration::from_secs(180));
+    assert_eq!(s["keys"]["holders"], 6, "{s}");
+    let aborted = (1..=5).any(|id| c.log_of(id).contains("timed out; aborting"));
+    println!(
+        "resharing: completed {:.1} s after the missing dealer returned ({})",
+        t0.elapsed().as_secs_f64(),
+        if aborted { "after a timeout and a new attempt" } else { "resumed in the same session" }
+    );
+    for id in [2, 3, joiner] {
+        let p = c.probe(id, "team-a", true, true);
+        assert_eq!(p["secret_check"], before, "{p}");
+        assert_eq!(p["sign_error"], "", "{p}");
+    }
+}
+
+#[test]
+fn a_cheating_dealer_is_disqualified_and_the_dkg_completes_with_the_honest_nodes() {
+    let c = TestCluster::start_byzantine(5, Tuning::default(), &[(4, &["corrupt-dealing"])]);
+    c.wait_ready(&[1, 2, 3, 4, 5], READY);
+    let s = c.wait_keys(1, READY);
+    // Node 4 dealt node 1 a wrong share; node 1's complaint proved it (the share was signed).
+    assert_eq!(s["keys"]["holders"], 4, "{s}");
+    let alarms = s["alarms"].to_string();
+    assert!(alarms.contains("disqualified from holding key shares") && alarms.contains("\"node\":4"), "{s}");
+    assert!(c.create_namespace("team-a"));
+    let checks: Vec<Value> = [1, 2, 3, 5].iter().map(|id| c.probe(*id, "team-a", true, true)).collect();
+    for p in &checks {
+        assert_eq!(p["derive_error"], "", "{p}");
+        assert_eq!(p["sign_error"], "", "{p}");
+        assert!(!ids(&p["contributors"]).contains(&4), "{p}");
+        assert_eq!(p["secret_check"], checks[0]["secret_check"], "{checks:?}");
+    }
+}

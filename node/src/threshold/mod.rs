@@ -23,6 +23,9 @@ pub mod certs;
 pub mod envelope;
 pub mod frost;
 
+#[cfg(test)]
+mod tests;
+
 use crate::state::NodeId;
 
 /// A node's share index in both sharings: its node id, which must fit the
