@@ -228,6 +228,11 @@ impl TestCluster {
 
     /// HTTP status of `GET path` on node `id`'s health port (None if it does not answer).
     pub fn health(&self, id: u64, path: &str) -> Option<u16> {
+        self.http_get(id, path).map(|(code, _)| code)
+    }
+
+    /// GET `path` from node `id`'s health port: status code and body.
+    pub fn http_get(&self, id: u64, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
         let cluster: Value = serde_json::from_slice(&std::fs::read(self.path().join("cluster.json")).ok()?).ok()?;
         let addr = cluster["nodes"].as_array()?.iter().find(|n| n["id"] == id)?["health_addr"].as_str()?.to_string();
@@ -236,7 +241,9 @@ impl TestCluster {
         write!(s, "GET {path} HTTP/1.1\r\nHost: guardian\r\nConnection: close\r\n\r\n").ok()?;
         let mut resp = String::new();
         s.read_to_string(&mut resp).ok()?;
-        resp.split_whitespace().nth(1)?.parse().ok()
+        let code = resp.split_whitespace().nth(1)?.parse().ok()?;
+        let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        Some((code, body))
     }
 
     /// Whether node `id`'s process has exited, with its exit code.

@@ -127,6 +127,16 @@ fn byzantine_nodes_are_named_and_outvoted_and_too_few_honest_nodes_fail_clearly(
         std::thread::sleep(Duration::from_millis(300));
     }
 
+    // ... and counts them in its metrics.
+    let (code, metrics) = c.http_get(1, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    for peer in [2, 3] {
+        let line = format!("guardian_threshold_invalid_shares_total{{peer=\"{peer}\"}} ");
+        let count = metrics.lines().find_map(|l| l.strip_prefix(line.as_str())).unwrap_or("0");
+        assert!(count.parse::<u64>().unwrap_or(0) > 0, "{metrics}");
+    }
+    assert!(metrics.contains("guardian_key_epoch 1"), "{metrics}");
+
     // With node 4 down too, fewer than t honest shares remain: a clear error, no answer.
     c.kill9(4);
     let p = c.probe(1, "team-a", true, true);

@@ -1,6 +1,7 @@
 //! The health endpoint (HTTP/1.1 via hyper) for orchestrators and `guardctl dev`:
 //! `GET /healthz` answers 200 while the process runs; `GET /readyz` answers 200
-//! once the node is in a bootstrapped cluster with a leader, else 503 and why.
+//! once the node is in a bootstrapped cluster with a leader, else 503 and why;
+//! `GET /metrics` gives counters and gauges in the Prometheus text format.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -11,18 +12,22 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-/// Reports readiness.
-pub trait Readiness: Send + Sync + 'static {
+/// What the health endpoint reports.
+pub trait Health: Send + Sync + 'static {
+    /// Ready to serve, or why not.
     fn ready(&self) -> Result<(), String>;
+    /// Metrics in the Prometheus text exposition format.
+    fn metrics(&self) -> String;
 }
 
-fn answer(ready: &dyn Readiness, path: &str) -> Response<Full<Bytes>> {
+fn answer(ready: &dyn Health, path: &str) -> Response<Full<Bytes>> {
     let (code, body) = match path {
         "/healthz" => (StatusCode::OK, "ok".to_string()),
         "/readyz" => match ready.ready() {
             Ok(()) => (StatusCode::OK, "ready".to_string()),
             Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
         },
+        "/metrics" => (StatusCode::OK, ready.metrics()),
         _ => (StatusCode::NOT_FOUND, "not found".to_string()),
     };
     let mut resp = Response::new(Full::new(Bytes::from(body)));
@@ -33,7 +38,7 @@ fn answer(ready: &dyn Readiness, path: &str) -> Response<Full<Bytes>> {
 /// Serve until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    ready: Arc<dyn Readiness>,
+    ready: Arc<dyn Health>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     tokio::pin!(shutdown);

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 
 use super::admin::AdminServer;
 use super::config::{Config, TeeConfig};
-use super::health::{self, Readiness};
+use super::health::{self, Health};
 use super::joins::PendingJoins;
 use super::keys::peers::Peers;
 use super::keys::signing::NonceStore;
@@ -105,9 +105,40 @@ struct Ready {
     state: StateView,
     me: NodeId,
     founder: bool,
+    keys: Arc<KeyNode>,
 }
 
-impl Readiness for Ready {
+impl Health for Ready {
+    fn metrics(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let (epoch, holders, running) = self.state.with_state(|s| {
+            let k = &s.keys;
+            (
+                k.current.as_ref().map_or(0, |c| c.epoch),
+                k.current.as_ref().map_or(0, |c| c.holders.len()),
+                k.ceremony.is_some(),
+            )
+        });
+        let applied = self.raft.metrics().borrow().last_applied.map_or(0, |l| l.index);
+        let mut gauge = |name: &str, help: &str, value: u64| {
+            let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n");
+        };
+        gauge("guardian_raft_last_applied_index", "Last Raft log index this node applied.", applied);
+        gauge("guardian_key_epoch", "Threshold key epoch in force (0 before the DKG completes).", epoch);
+        gauge("guardian_key_holders", "Nodes holding a share of the current key epoch.", holders as u64);
+        gauge("guardian_key_ceremony_running", "1 while a DKG or resharing is running.", u64::from(running));
+        let name = "guardian_threshold_invalid_shares_total";
+        let _ = write!(
+            out,
+            "# HELP {name} Invalid threshold shares this node caught, by sending peer.\n# TYPE {name} counter\n"
+        );
+        for (peer, s) in self.keys.suspects.snapshot() {
+            let _ = writeln!(out, "{name}{{peer=\"{peer}\"}} {}", s.invalid_shares);
+        }
+        out
+    }
+
     fn ready(&self) -> Result<(), String> {
         let (bootstrapped, member) =
             self.state.with_state(|s| (s.genesis_digest.is_some(), s.members.contains_key(&self.me)));
@@ -295,7 +326,8 @@ pub async fn run(
     }));
     let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
 
-    let ready = Arc::new(Ready { raft: raft.clone(), state: view.clone(), me: config.node_id, founder });
+    let ready =
+        Arc::new(Ready { raft: raft.clone(), state: view.clone(), me: config.node_id, founder, keys: keys.clone() });
     let health_task = tokio::spawn(health::serve(health_listener, ready, stopped(stop_rx.clone())));
 
     // Founders bootstrap from the genesis file; other nodes ask to join.
