@@ -192,7 +192,9 @@ async fn take_part(node: &KeyNode, c: &Ceremony, delivered: &mut BTreeSet<([u8; 
         if have < c.dealers.len() {
             return Ok(());
         }
-        if load_shares(node, c.epoch)?.is_none() {
+        // Shares sealed for this epoch by an attempt that was aborted are not this result's.
+        let held = load_shares(node, c.epoch)?;
+        if !held.as_ref().is_some_and(|h| matches_result(node, result, h)) {
             let shares = new_shares(node, c)?;
             let record = SharesRecord { bls: shares.bls.to_bytes().to_vec(), frost: shares.frost.to_bytes().to_vec() };
             node.secrets.put(&share_key(c.epoch), &Zeroizing::new(serde_json::to_vec(&record).map_err(other)?))?;
@@ -413,13 +415,21 @@ fn new_shares(node: &KeyNode, c: &Ceremony) -> Result<Shares, KeyError> {
     Ok(Shares { bls: bls_share, frost: frost_share })
 }
 
-/// Once no ceremony runs: drop shares of older epochs and finished
-/// sessions' material.
+/// Whether `shares` are this node's shares of `result`.
+fn matches_result(node: &KeyNode, result: &GroupKeys, shares: &Shares) -> bool {
+    let Some(x) = share_index(node.me) else { return false };
+    let bls = result.bls_public().is_ok_and(|p| p.check_share(x, &shares.bls).is_ok());
+    let frost = result.frost_public().is_ok_and(|p| p.verifying_share(x) == Some(shares.frost.verifying_share()));
+    bls && frost
+}
+
+/// Once no ceremony runs: drop shares of other epochs (older ones, and
+/// newer ones left by an aborted attempt) and finished sessions' material.
 fn clean_up(node: &KeyNode, current: Option<&GroupKeys>) -> Result<(), KeyError> {
     let Some(current) = current else { return Ok(()) };
     for key in node.secrets.keys(b"share/")? {
         let epoch = key.get(6..14).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
-        if epoch.is_some_and(|e| e < current.epoch) {
+        if epoch.is_some_and(|e| e != current.epoch) {
             node.secrets.remove_prefix(&key)?;
         }
     }
