@@ -708,7 +708,7 @@ mod tests {
         let dir = TempDir::new().unwrap();
         let sealer = Arc::new(TpmSealer::open(&tpm.tcti(), &[16], dir.path()).unwrap());
         {
-            let (mut log, mut sm) = crate::store::open(dir.path(), sealer, Arc::new(CountingApplier)).unwrap();
+            let (mut log, mut sm, _) = crate::store::open(dir.path(), sealer, Arc::new(CountingApplier)).unwrap();
             write_markers(&mut log, &mut sm).await;
         }
         let key = tpm.data_key(dir.path(), &[16]);
