@@ -170,17 +170,15 @@ impl TestCluster {
     /// Wait until the key generation has completed and the root CA
     /// certificate is recorded; returns the status.
     pub fn wait_keys(&self, epoch: u64, timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
+        eventually(timeout, || {
             let s = self.status();
             let done =
                 s["keys"]["epoch"].as_u64().is_some_and(|e| e >= epoch) && s["keys"]["ceremony_running"] == false;
-            if done && self.guardctl(&["ca"]).status.success() {
-                return s;
+            match done && self.guardctl(&["ca"]).status.success() {
+                true => Ok(s),
+                false => Err(format!("keys not ready: {s}")),
             }
-            assert!(Instant::now() < deadline, "keys not ready in {timeout:?}: {s}");
-            std::thread::sleep(Duration::from_millis(300));
-        }
+        })
     }
 
     /// `guardctl dev add-node`: a node outside the genesis file, started; it
@@ -478,4 +476,17 @@ pub mod attacker {
 pub fn role_of(s: &Value, id: u64) -> String {
     let members = s["members"].as_array().cloned().unwrap_or_default();
     members.iter().find(|m| m["id"] == id).map(|m| m["role"].as_str().unwrap_or("").to_string()).unwrap_or_default()
+}
+
+/// Poll `check` every 200 ms until it succeeds; fail the test with its last
+/// complaint if that takes longer than `timeout`.
+pub fn eventually<T>(timeout: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check() {
+            Ok(v) => return v,
+            Err(why) => assert!(Instant::now() < deadline, "not within {timeout:?}: {why}"),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use guardian_tests::cluster::{TestCluster, Tuning};
+use guardian_tests::cluster::{eventually, role_of, TestCluster, Tuning};
 use serde_json::Value;
 
 const READY: Duration = Duration::from_secs(90);
@@ -17,15 +17,13 @@ fn ids(v: &Value) -> Vec<u64> {
 
 /// Fetch the root and namespace CA certificates once the namespace CA is issued.
 fn fetch_ca(c: &TestCluster, namespace: &str, out: &std::path::Path) {
-    let deadline = Instant::now() + READY;
-    loop {
+    eventually(READY, || {
         let o = c.guardctl(&["ca", "--namespace", namespace, "--out", out.to_str().unwrap()]);
-        if o.status.success() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "no CA certificates: {}", String::from_utf8_lossy(&o.stderr));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        o.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| format!("no CA certificates: {}", String::from_utf8_lossy(&o.stderr)))
+    });
 }
 
 fn openssl_verify(ca: &std::path::Path, cert: &std::path::Path) -> String {
@@ -116,16 +114,11 @@ fn byzantine_nodes_are_named_and_outvoted_and_too_few_honest_nodes_fail_clearly(
     }
     assert!(named_frost, "node 3's invalid FROST shares were never caught");
     // Node 1 reports both liars (a share not needed for the result is still checked).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    eventually(Duration::from_secs(10), || {
         let s = c.status();
         let row = s["nodes"].as_array().unwrap().iter().find(|n| n["id"] == 1).cloned().unwrap();
-        if ids(&row["suspects"]) == vec![2, 3] {
-            break;
-        }
-        assert!(Instant::now() < deadline, "node 1 should report nodes 2 and 3: {s}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        (ids(&row["suspects"]) == vec![2, 3]).then_some(()).ok_or(format!("node 1 should report nodes 2 and 3: {s}"))
+    });
 
     // ... and counts them in its metrics.
     let (code, metrics) = c.http_get(1, "/metrics").expect("metrics");
@@ -179,21 +172,13 @@ fn keyed_cluster() -> (TestCluster, Value) {
 /// A new node asks to join, is approved, and becomes a voter; returns its id.
 fn join_one(c: &mut TestCluster) -> u64 {
     let joiner = c.add_node();
-    let deadline = Instant::now() + READY;
-    while c.pending_joins() != vec![joiner] {
-        assert!(Instant::now() < deadline, "join request not listed");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    eventually(READY, || (c.pending_joins() == vec![joiner]).then_some(()).ok_or("join request not listed".into()));
     let o = c.guardctl(&["node", "approve", &joiner.to_string()]);
     assert!(o.status.success(), "approve: {}", String::from_utf8_lossy(&o.stderr));
-    loop {
+    eventually(READY, || {
         let s = c.status();
-        if guardian_tests::cluster::role_of(&s, joiner) == "voter" {
-            return joiner;
-        }
-        assert!(Instant::now() < deadline, "node {joiner} not promoted: {s}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        (role_of(&s, joiner) == "voter").then_some(joiner).ok_or(format!("node {joiner} not promoted: {s}"))
+    })
 }
 
 #[test]
@@ -280,11 +265,9 @@ fn a_resharing_interrupted_by_crashes_resumes_and_the_old_keys_serve_meanwhile()
     // Node 2 is down when the joiner is promoted: the resharing starts and cannot finish.
     c.kill9(2);
     let joiner = join_one(&mut c);
-    let deadline = Instant::now() + READY;
-    while c.status()["keys"]["ceremony_running"] != true {
-        assert!(Instant::now() < deadline, "no resharing started");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    eventually(READY, || {
+        (c.status()["keys"]["ceremony_running"] == true).then_some(()).ok_or("no resharing started".into())
+    });
     // The others deal and exchange shares; then two of them crash and restart mid-ceremony.
     std::thread::sleep(Duration::from_secs(2));
     for id in [3, 4] {

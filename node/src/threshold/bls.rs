@@ -1035,42 +1035,4 @@ mod tests {
         assert!(BlsPublic::from_bytes(&bad).is_err());
         assert!(format!("{public:?}").contains(&hex::encode(public.group_key())));
     }
-
-    /// Timing note. Run with `cargo test -- --ignored --nocapture timing` (add `--release` to compare).
-    #[test]
-    #[ignore]
-    fn timing() {
-        use std::time::Instant;
-        let mut r = rng(7);
-        let (public, shares) = run_dkg(&[1, 2, 3, 4, 5], 3, &mut r);
-        let label = namespace_label(&CLUSTER, "bench", 1);
-        let sig = sign_share(&shares[&1], &label);
-        let n = 50u32;
-
-        let t0 = Instant::now();
-        for _ in 0..n {
-            let _ = sign_share(&shares[&1], &label);
-        }
-        let sign = t0.elapsed() / n;
-        let t0 = Instant::now();
-        for _ in 0..n {
-            assert!(verify_sign_share(&public, 1, &label, &sig));
-        }
-        let verify = t0.elapsed() / n;
-        let set = sig_shares(&shares, &[1, 2, 3], &label);
-        let t0 = Instant::now();
-        for _ in 0..n {
-            combine(&public, &set, &label).unwrap();
-        }
-        let comb = t0.elapsed() / n;
-        let d = BlsDealer::fresh(3, &mut r).unwrap();
-        let c = d.commitment();
-        let s = d.share_for(4).unwrap();
-        let t0 = Instant::now();
-        for _ in 0..n {
-            verify_share(&c, 4, &s).unwrap();
-        }
-        let vss = t0.elapsed() / n;
-        println!("sign_share {sign:?}, verify_sign_share {verify:?}, combine(t=3) {comb:?}, verify_share {vss:?}");
-    }
 }

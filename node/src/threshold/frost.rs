@@ -1392,19 +1392,4 @@ mod tests {
         assert!(dkg_round1(1, 3, 4, &mut OsRng).is_err());
         assert!(dkg_round1(1, 3, 1, &mut OsRng).is_err());
     }
-
-    /// `cargo test --release -- --ignored --nocapture signing_round_timing`
-    #[test]
-    #[ignore]
-    fn signing_round_timing() {
-        let d = run_dkg(&[1, 2, 3, 4, 5], 3);
-        let signers: Vec<&KeyShare> = [1, 3, 5].iter().map(|x| &d.shares[x]).collect();
-        let rounds = 200;
-        let start = std::time::Instant::now();
-        for i in 0..rounds {
-            sign_with(&signers, &d.public, format!("msg {i}").as_bytes()).unwrap();
-        }
-        let per = start.elapsed() / rounds;
-        println!("one 3-signer round (commit+package+sign+aggregate+dalek verify): {per:?}");
-    }
 }

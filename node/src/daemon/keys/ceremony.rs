@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use guardian_proto::v1::round_message::Body;
-use guardian_proto::v1::{RoundAck, RoundMessage, SessionRef, ThresholdProtocol};
+use guardian_proto::v1::{RoundMessage, SessionRef, ThresholdProtocol};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
@@ -92,6 +92,8 @@ pub fn read_shares(secrets: &crate::store::SecretStore, epoch: u64) -> Result<Op
 pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>) {
     tokio::pin!(stop);
     let mut delivered: BTreeSet<([u8; 32], NodeId)> = BTreeSet::new();
+    // Old key material is removed once per epoch in force and after each ceremony, not every tick.
+    let mut settled: Option<Option<u64>> = None;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -111,16 +113,19 @@ pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>
         }
         match &ceremony {
             Some(c) => {
+                settled = None;
                 if let Err(e) = take_part(&node, c, &mut delivered).await {
                     tracing::debug!(error = %e, epoch = c.epoch, "key ceremony step will be retried");
                 }
             }
-            None => {
+            None if settled != Some(current.as_ref().map(|k| k.epoch)) => {
                 delivered.clear();
-                if let Err(e) = clean_up(&node, current.as_ref()) {
-                    tracing::warn!(error = %e, "removing old key material");
+                match clean_up(&node, current.as_ref()) {
+                    Ok(()) => settled = Some(current.as_ref().map(|k| k.epoch)),
+                    Err(e) => tracing::warn!(error = %e, "removing old key material"),
                 }
             }
+            None => {}
         }
     }
 }
@@ -309,15 +314,7 @@ async fn send(node: &KeyNode, c: &Ceremony, recipient: NodeId, envelope: &Envelo
         round: 2,
         body: Some(Body::SecretSharePackage(json.to_vec())),
     };
-    let result = node.peers.client(recipient).await?.threshold_round(msg).await;
-    match result.map(|r| r.into_inner()) {
-        Ok(RoundAck { accepted: true, .. }) => Ok(()),
-        Ok(ack) => Err(other(format!("node {recipient} refused: {}", ack.message))),
-        Err(s) => {
-            node.peers.forget(recipient);
-            Err(other(format!("node {recipient}: {}", s.message())))
-        }
-    }
+    node.peers.send_round(recipient, msg).await
 }
 
 /// What a recipient does with a dealer's signed secret deal (from the peer

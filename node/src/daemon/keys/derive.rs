@@ -124,15 +124,7 @@ pub async fn namespace_secret(
             min_applied_index: applied,
         };
         asks.spawn(async move {
-            let answer = match node.peers.client(peer).await {
-                Ok(mut c) => match tokio::time::timeout(SHARE_TIMEOUT, c.eval_share(req)).await {
-                    Ok(Ok(r)) => Ok(r.into_inner()),
-                    Ok(Err(s)) => Err(s.message().to_string()),
-                    Err(_) => Err("timed out".to_string()),
-                },
-                Err(e) => Err(e.to_string()),
-            };
-            (peer, answer)
+            (peer, node.peers.call(peer, SHARE_TIMEOUT, |mut c| async move { c.eval_share(req).await }).await)
         });
     }
     let combined = loop {
@@ -162,7 +154,6 @@ pub async fn namespace_secret(
             (Ok(_), _) => report(node, &[share_index(peer).unwrap_or_default()], &mut culprits),
             (Err(e), _) => {
                 tracing::debug!(peer, error = %e, "no evaluation share");
-                node.peers.forget(peer);
                 unreachable.push(peer);
             }
         }

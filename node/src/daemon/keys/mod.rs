@@ -92,17 +92,8 @@ impl KeyNode {
             Some(l) => {
                 let json = Zeroizing::new(serde_json::to_vec(&envelope).map_err(|e| KeyError::Other(e.to_string()))?);
                 // The session is inside the signed message; the leader reads it there.
-                let msg = RoundMessage {
-                    session: None,
-                    round: 1,
-                    body: Some(guardian_proto::v1::round_message::Body::PublicPackage(json.to_vec())),
-                };
-                let ack = self.peers.client(l).await?.threshold_round(msg).await;
-                match ack.map(|r| r.into_inner()) {
-                    Ok(a) if a.accepted => Ok(()),
-                    Ok(a) => Err(KeyError::Other(format!("leader {l} refused: {}", a.message))),
-                    Err(s) => Err(KeyError::Other(format!("leader {l}: {}", s.message()))),
-                }
+                let body = guardian_proto::v1::round_message::Body::PublicPackage(json.to_vec());
+                self.peers.send_round(l, RoundMessage { session: None, round: 1, body: Some(body) }).await
             }
             None => Err(KeyError::Other("no leader".into())),
         }

@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use std::time::Duration;
+
 use guardian_proto::v1::peer_service_client::PeerServiceClient;
+use guardian_proto::v1::RoundMessage;
 use tonic::transport::Channel;
 
 use super::KeyError;
@@ -46,7 +49,41 @@ impl Peers {
 
     /// Forget the channel to `node` after a transport failure, so the next
     /// call reconnects (and re-attests).
-    pub fn forget(&self, node: NodeId) {
+    fn forget(&self, node: NodeId) {
         self.open.lock().unwrap_or_else(PoisonError::into_inner).remove(&node);
+    }
+
+    /// One call to member `node`, bounded by `timeout`. A channel that failed
+    /// is dropped, so the next call reconnects.
+    pub async fn call<R, F, Fut>(&self, node: NodeId, timeout: Duration, f: F) -> Result<R, String>
+    where
+        F: FnOnce(PeerServiceClient<Channel>) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+    {
+        let client = self.client(node).await.map_err(|e| e.to_string())?;
+        match tokio::time::timeout(timeout, f(client)).await {
+            Ok(Ok(r)) => Ok(r.into_inner()),
+            Ok(Err(s)) => {
+                if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+                    self.forget(node);
+                }
+                Err(s.message().to_string())
+            }
+            Err(_) => Err("timed out".into()),
+        }
+    }
+
+    /// Send a ceremony message to member `node`; `Ok` once it accepted it.
+    /// The leader answers a public message only once it is committed, hence
+    /// the long timeout.
+    pub async fn send_round(&self, node: NodeId, msg: RoundMessage) -> Result<(), KeyError> {
+        let ack = self
+            .call(node, Duration::from_secs(15), |mut c| async move { c.threshold_round(msg).await })
+            .await
+            .map_err(|e| KeyError::Other(format!("node {node}: {e}")))?;
+        match ack.accepted {
+            true => Ok(()),
+            false => Err(KeyError::Other(format!("node {node} refused: {}", ack.message))),
+        }
     }
 }

@@ -188,37 +188,22 @@ fn fan_out(
             let message = |s: Status| s.message().to_string();
             let answer = match ask {
                 Ask::Commit(req) if local => frost_commit(&node, &req).await.map(Answer::Commit).map_err(message),
-                Ask::Commit(req) => {
-                    call(&node, peer, |mut c| async move { c.frost_commit(req).await }).await.map(Answer::Commit)
-                }
+                Ask::Commit(req) => node
+                    .peers
+                    .call(peer, ROUND_TIMEOUT, |mut c| async move { c.frost_commit(req).await })
+                    .await
+                    .map(Answer::Commit),
                 Ask::Sign(req) if local => frost_sign(&node, &req).await.map(Answer::Sign).map_err(message),
-                Ask::Sign(req) => {
-                    call(&node, peer, |mut c| async move { c.frost_sign(req).await }).await.map(Answer::Sign)
-                }
+                Ask::Sign(req) => node
+                    .peers
+                    .call(peer, ROUND_TIMEOUT, |mut c| async move { c.frost_sign(req).await })
+                    .await
+                    .map(Answer::Sign),
             };
             (peer, answer)
         });
     }
     set
-}
-
-/// One call to a peer, with the round timeout; a failed channel is dropped.
-async fn call<R, F, Fut>(node: &KeyNode, peer: NodeId, f: F) -> Result<R, String>
-where
-    F: FnOnce(guardian_proto::v1::peer_service_client::PeerServiceClient<tonic::transport::Channel>) -> Fut,
-    Fut: std::future::Future<Output = Result<tonic::Response<R>, Status>>,
-{
-    let client = node.peers.client(peer).await.map_err(|e| e.to_string())?;
-    match tokio::time::timeout(ROUND_TIMEOUT, f(client)).await {
-        Ok(Ok(r)) => Ok(r.into_inner()),
-        Ok(Err(s)) => {
-            if s.code() == tonic::Code::Unavailable {
-                node.peers.forget(peer);
-            }
-            Err(s.message().to_string())
-        }
-        Err(_) => Err("timed out".into()),
-    }
 }
 
 /// Signer, round 1: check the intent, commit to fresh nonces, keep them in memory.
