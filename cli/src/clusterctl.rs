@@ -88,7 +88,9 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     let summary = json!({
         "cluster_id": cluster.cluster_id,
         "keys": {"threshold": threshold.threshold, "holders": threshold.shares, "epoch": threshold.bls_epoch,
-                 "ceremony_running": threshold.resharing},
+                 "ceremony_running": threshold.resharing, "awaiting_recovery": threshold.awaiting_recovery,
+                 "escrow": {"epoch": threshold.escrow_epoch, "holders": threshold.escrow_holders,
+                            "complete": threshold.escrow_complete}},
         "alarms": alarms,
         "leader": view.as_ref().map(|v| v.leader_id),
         "term": view.as_ref().map(|v| v.term),
@@ -113,6 +115,17 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
             threshold.bls_epoch,
             if threshold.resharing { ", key ceremony running" } else { "" }
         );
+        if threshold.awaiting_recovery {
+            out!("keys: waiting to be restored from the admin escrow: run `guardctl recover`");
+        }
+        if threshold.escrow_epoch > 0 {
+            out!(
+                "escrow: epoch {} escrowed by {} holders{}",
+                threshold.escrow_epoch,
+                threshold.escrow_holders,
+                if threshold.escrow_complete { " (complete: `guardctl recovery export`)" } else { " (incomplete)" }
+            );
+        }
         for a in view.iter().flat_map(|v| &v.alarms) {
             let about = if a.node_id == 0 { String::new() } else { format!("node {}: ", a.node_id) };
             out!("ALARM {about}{}", a.message);

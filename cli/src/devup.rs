@@ -24,6 +24,11 @@ pub struct Options {
     pub admin_quorum: u32,
     pub dir: PathBuf,
     pub base_port: u16,
+    /// Recovery admins' public key files and k (see `guardctl recovery`).
+    pub recovery_admins: Vec<PathBuf>,
+    pub recovery_threshold: Option<u16>,
+    /// Escrow file of a lost cluster to rebuild.
+    pub restore_from: Option<PathBuf>,
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -32,7 +37,7 @@ fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
@@ -55,9 +60,16 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
         ))
         .into());
     }
+    let restore = o.restore_from.as_deref().map(crate::recovery::load_escrow).transpose()?;
+    let extra = crate::recovery::genesis_sections(
+        &o.recovery_admins,
+        o.recovery_threshold,
+        restore.as_ref().map(|f| f.pin()).transpose()?.as_ref(),
+    )?;
     std::fs::create_dir_all(&o.dir)?;
     let dir = o.dir.canonicalize()?;
-    let cluster_id = hex::encode(random::<16>());
+    // A rebuilt cluster keeps the lost one's id: namespace secrets are bound to it.
+    let cluster_id = hex::encode(restore.as_ref().map_or_else(random::<16>, |f| f.cluster_id));
     if o.admins == 0 || o.admin_quorum == 0 || o.admin_quorum > o.admins {
         return Err(UsageError(format!(
             "--admin-quorum {} must be between 1 and --admins {}",
@@ -107,6 +119,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
     for (i, _, pk) in &admins {
         genesis.push_str(&format!("[[admins]]\nname = \"dev-admin-{i}\"\npublic_key = \"{}\"\n\n", hex::encode(pk)));
     }
+    genesis.push_str(&extra);
     genesis.push_str(&format!(
         "[guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n\n\
          [[guardian_policy.tdx]]\nname = \"{DEV_LABEL}\"\nmrtd = \"{}\"\nrtmr0 = \"{}\"\nrtmr1 = \"{}\"\nrtmr2 = \"{}\"\nrtmr3 = \"{}\"\n",

@@ -8,6 +8,7 @@
 //! - `clusterctl`: `status` and signed admin commands (`namespace create`, `node revoke`).
 //! - `joins`: `node joins` and `node approve`: nodes asking to join, checked before approval.
 //! - `keysctl`: `ca` (the cluster's CA certificates) and `keys probe` (check the threshold keys).
+//! - `recovery`: admin recovery: `recovery keygen|export` and `recover` (a cluster lost whole).
 //! - `proposal`: commands that need several admins: `--propose FILE`, `approve`, `submit`.
 //! - `output`: rendering of verdicts as text or JSON.
 //!
@@ -24,6 +25,7 @@ mod joins;
 mod keysctl;
 mod output;
 mod proposal;
+mod recovery;
 
 use std::process::ExitCode;
 
@@ -75,6 +77,13 @@ enum Command {
     /// The threshold keys.
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Admin recovery keys and the escrow of the root keys.
+    #[command(subcommand)]
+    Recovery(recovery::RecoveryCmd),
+    /// Rebuild a cluster lost whole onto fresh nodes from k recovery admins' escrow shares: the same
+    /// namespace secrets and root CA key. The fresh cluster must be initialized with
+    /// `guardctl dev init --restore-from ESCROW`.
+    Recover(recovery::RecoverArgs),
     /// Review a proposal file and add your signature to it.
     Approve {
         file: std::path::PathBuf,
@@ -246,6 +255,8 @@ fn main() -> ExitCode {
         Command::Node(NodeCmd::Approve { id, identity, sign }) => {
             sign.run_with(joins::approval(&sign.cluster, id, identity.as_deref()))
         }
+        Command::Recovery(cmd) => recovery::run(cmd),
+        Command::Recover(args) => recovery::recover(&args),
         Command::Approve { file, cluster, key } => clusterctl::approve(&cluster, &file, key.as_deref()),
         Command::Submit { file, cluster } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

@@ -119,7 +119,7 @@ impl AdminService for AdminServer {
             last_applied_index: m.last_applied.map(|l| l.index).unwrap_or_default(),
             committed_index: m.last_log_index.unwrap_or_default(),
             members,
-            threshold: Some(threshold_status(&state.keys, self.genesis.threshold)),
+            threshold: Some(threshold_status(&state.keys, &self.genesis)),
             alarms: alarms(&state.keys, &suspects),
             version: env!("CARGO_PKG_VERSION").to_string(),
         }))
@@ -179,6 +179,26 @@ impl AdminService for AdminServer {
         Ok(Response::new(resp))
     }
 
+    #[tracing::instrument(skip_all, name = "admin.get_recovery_escrow")]
+    async fn get_recovery_escrow(
+        &self,
+        _req: Request<GetRecoveryEscrowRequest>,
+    ) -> Result<Response<GetRecoveryEscrowResponse>, Status> {
+        let state = self.state.state();
+        let json =
+            keys::recovery::export(&self.keys, &state).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(GetRecoveryEscrowResponse { escrow_json: json.unwrap_or_default() }))
+    }
+
+    // skip_all: the request carries the admins' shares of the root keys.
+    #[tracing::instrument(skip_all, name = "admin.recover")]
+    async fn recover(&self, req: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {
+        let state = self.state.state();
+        let message = keys::recovery::accept(&self.keys, &state, req.into_inner())
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        Ok(Response::new(RecoverResponse { message }))
+    }
+
     async fn propose(&self, _r: Request<ProposeRequest>) -> Result<Response<ProposeResponse>, Status> {
         not_yet("proposals")
     }
@@ -235,14 +255,18 @@ impl AdminService for AdminServer {
 }
 
 /// The threshold keys as `guardctl status` shows them.
-fn threshold_status(keys: &KeyState, threshold: u16) -> ThresholdStatus {
+fn threshold_status(keys: &KeyState, genesis: &Genesis) -> ThresholdStatus {
     let epoch = keys.current.as_ref().map_or(0, |k| k.epoch);
     ThresholdStatus {
-        threshold: u32::from(threshold),
+        threshold: u32::from(genesis.threshold),
         shares: keys.current.as_ref().map_or(0, |k| k.holders.len() as u32),
         bls_epoch: epoch,
         frost_epoch: epoch,
         resharing: keys.ceremony.is_some(),
+        escrow_epoch: keys.escrow.as_ref().map_or(0, |e| e.keys.epoch),
+        escrow_holders: keys.escrow.as_ref().map_or(0, |e| e.deals.len() as u32),
+        escrow_complete: keys.escrow.as_ref().is_some_and(|e| e.complete()),
+        awaiting_recovery: genesis.restore.is_some() && keys.current.is_none(),
     }
 }
 

@@ -281,6 +281,9 @@ pub async fn run(
         suspects: Suspects::default(),
         nonces: NonceStore::default(),
         byzantine,
+        recovery: genesis.recovery.clone(),
+        restore: genesis.restore.clone(),
+        recovered: std::sync::Mutex::new(None),
     });
 
     // One shutdown signal fans out to every task.

@@ -41,8 +41,7 @@ pub fn requirement(body: &Body) -> Requirement {
         | RemoveAdmin(_)
         | SetAdminQuorum(_)
         | SetGuardianPolicy(_)
-        | RevokeNode(_)
-        | StartRecovery(_) => Requirement::Quorum,
+        | RevokeNode(_) => Requirement::Quorum,
         _ => Requirement::One,
     }
 }

@@ -25,9 +25,7 @@ impl Applier for NodeApplier {
             },
             Command::Key { cmd, proposed_at } => {
                 let now = (*proposed_at).max(state.clock);
-                let params =
-                    ceremony::Params { cluster_id: &self.genesis.cluster_id, threshold: self.genesis.threshold };
-                ceremony::apply(&params, state, cmd, now).map(|()| state.clock = now)
+                ceremony::apply(&self.genesis.key_params(), state, cmd, now).map(|()| state.clock = now)
             }
         };
         match result {

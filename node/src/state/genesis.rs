@@ -13,6 +13,17 @@
 //! name = "alice"
 //! public_key = "<64 hex>"          # Ed25519
 //!
+//! [recovery]                       # optional: escrow the root keys to recovery admins
+//! threshold = 2                    # admins needed to rebuild the cluster (k, at least 2)
+//! [[recovery.admins]]
+//! name = "alice"
+//! public_key = "<64 hex>"          # X25519 (HPKE), from `guardctl recovery keygen`
+//!
+//! [restore]                        # only on a cluster rebuilt by `guardctl recover`:
+//! bls_group_key = "<96 hex>"       # the lost cluster's keys, from its escrow file
+//! frost_group_key = "<64 hex>"
+//! created_at = 1700000000
+//!
 //! [guardian_policy]                # which TEEs may be guardians: a namespace policy
 //! tees = ["tdx"]
 //! accepted_tcb_status = ["UpToDate"]
@@ -31,6 +42,8 @@ use sha2::{Digest, Sha256};
 use super::NodeId;
 use crate::policy::file::namespace_from_toml;
 use crate::policy::NamespacePolicy;
+use crate::threshold::ceremony::Params;
+use crate::threshold::escrow::{RecoveryAdmin, RecoveryConfig, RestorePin};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("genesis file: {0}")]
@@ -57,6 +70,10 @@ pub struct Genesis {
     pub members: Vec<GenesisMember>,
     pub admins: Vec<GenesisAdmin>,
     pub guardian_policy: NamespacePolicy,
+    /// Recovery admins the root keys are escrowed to.
+    pub recovery: Option<RecoveryConfig>,
+    /// Keys to restore instead of generating: a cluster rebuilt from escrow.
+    pub restore: Option<RestorePin>,
     /// SHA-256 of the file as read.
     pub digest: [u8; 32],
 }
@@ -70,6 +87,30 @@ struct GenesisToml {
     members: Vec<MemberToml>,
     admins: Vec<AdminToml>,
     guardian_policy: toml::Value,
+    recovery: Option<RecoveryToml>,
+    restore: Option<RestoreToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoveryToml {
+    threshold: u16,
+    admins: Vec<AdminToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreToml {
+    bls_group_key: String,
+    frost_group_key: String,
+    created_at: u64,
+}
+
+fn hex_array<const N: usize>(text: &str, what: &str) -> Result<[u8; N], GenesisError> {
+    hex::decode(text)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| GenesisError(format!("{what} must be {N} bytes of hex")))
 }
 
 #[derive(Deserialize)]
@@ -134,6 +175,33 @@ impl Genesis {
             )));
         }
         let guardian_policy = namespace_from_toml("guardian", g.guardian_policy).map_err(|e| err(e.to_string()))?;
+        let recovery = match g.recovery {
+            None => None,
+            Some(r) => {
+                let admins = r
+                    .admins
+                    .into_iter()
+                    .map(|a| {
+                        let public_key = hex_array(&a.public_key, &format!("recovery admin {}: public_key", a.name))?;
+                        Ok(RecoveryAdmin { name: a.name, public_key })
+                    })
+                    .collect::<Result<Vec<_>, GenesisError>>()?;
+                Some(RecoveryConfig::new(r.threshold, admins).map_err(err)?)
+            }
+        };
+        let restore = match g.restore {
+            None => None,
+            Some(r) => {
+                let pin = RestorePin {
+                    bls_group_key: hex_array(&r.bls_group_key, "restore.bls_group_key")?,
+                    frost_group_key: hex_array(&r.frost_group_key, "restore.frost_group_key")?,
+                    created_at: r.created_at,
+                };
+                crate::threshold::bls::BlsPublic::from_group_key(&pin.bls_group_key)
+                    .map_err(|_| err("restore.bls_group_key is not a BLS12-381 G1 public key".into()))?;
+                Some(pin)
+            }
+        };
         Ok(Genesis {
             cluster_id,
             threshold: g.threshold,
@@ -141,6 +209,8 @@ impl Genesis {
             members: g.members.into_iter().map(|m| GenesisMember { id: m.id, addr: m.addr }).collect(),
             admins,
             guardian_policy,
+            recovery,
+            restore,
             digest: Sha256::digest(text.as_bytes()).into(),
         })
     }
@@ -153,5 +223,15 @@ impl Genesis {
 
     pub fn member(&self, id: NodeId) -> Option<&GenesisMember> {
         self.members.iter().find(|m| m.id == id)
+    }
+
+    /// What the key rules need from this file.
+    pub fn key_params(&self) -> Params<'_> {
+        Params {
+            cluster_id: &self.cluster_id,
+            threshold: self.threshold,
+            recovery: self.recovery.as_ref(),
+            restore: self.restore.as_ref(),
+        }
     }
 }

@@ -296,6 +296,12 @@ impl BlsPublic {
         Self::from_points(points_from_bytes(bytes, "public key set")?)
     }
 
+    /// A degree-0 set whose every public key share is `group_key`: the public side of a secret held
+    /// whole, as by the single dealer of a recovery (docs/keys.md §6). `t` = 1.
+    pub fn from_group_key(group_key: &[u8; G1_LEN]) -> Result<Self> {
+        Self::from_bytes(group_key)
+    }
+
     /// The group public key (what the namespace-PRF signatures verify under).
     pub fn group_key(&self) -> [u8; G1_LEN] {
         self.set.public_key().to_bytes()

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::envelope::Envelope;
+use super::escrow::{self, Escrow, EscrowDeal, RecoveryConfig, RestorePin};
 use super::{bls, frost, share_index};
 use crate::state::{ClusterState, MemberStatus, NodeId};
 
@@ -100,6 +101,10 @@ pub enum CeremonyKind {
     Dkg,
     /// The current holders reshare their shares: same group keys.
     Reshare,
+    /// A cluster rebuilt from admin escrow (docs/keys.md §6): one fresh node,
+    /// holding the secrets rebuilt from admin shares, deals a fresh sharing
+    /// of exactly the keys the genesis file pins.
+    Restore,
 }
 
 /// A dealer's public package.
@@ -136,6 +141,9 @@ pub struct Ceremony {
     pub result: Option<GroupKeys>,
     /// Recipients holding their new shares.
     pub done: BTreeSet<NodeId>,
+    /// A restore: the keys its dealer must commit to (from genesis).
+    #[serde(default)]
+    pub restoring: Option<RestorePin>,
 }
 
 /// The replicated key state.
@@ -157,6 +165,9 @@ pub struct KeyState {
     /// Namespace CA certificates (DER) by namespace and secret version.
     #[serde(with = "map_hex")]
     pub namespace_cas: BTreeMap<(String, u32), Vec<u8>>,
+    /// The keys escrowed to the recovery admins (when genesis names some).
+    #[serde(default)]
+    pub escrow: Option<Escrow>,
 }
 
 mod opt_hex {
@@ -211,6 +222,11 @@ pub enum KeyMsg {
         #[serde(with = "hex::serde")]
         result: [u8; 32],
     },
+    /// The sender's escrow of its shares of `epoch` to the recovery admins.
+    Escrow { epoch: u64, deal: EscrowDeal },
+    /// The sender holds the keys rebuilt from admin escrow and asks to deal
+    /// them to the voters (a `Restore` ceremony).
+    Restore,
 }
 
 /// A dealer's secret shares for one recipient: sent point to point over
@@ -266,6 +282,10 @@ pub enum KeyCommand {
 pub struct Params<'a> {
     pub cluster_id: &'a [u8; 16],
     pub threshold: u16,
+    /// Recovery admins the keys are escrowed to.
+    pub recovery: Option<&'a RecoveryConfig>,
+    /// Set on a cluster being rebuilt: the keys it must restore (no DKG).
+    pub restore: Option<&'a RestorePin>,
 }
 
 /// The session id of the next ceremony: every node derives the same one.
@@ -339,6 +359,11 @@ pub fn apply(p: &Params, state: &mut ClusterState, cmd: &KeyCommand, now: u64) -
                 KeyMsg::Deal { session, deal } => add_deal(state, &session, envelope.from, deal, now),
                 KeyMsg::Complaint { session, evidence } => complaint(p, state, &session, envelope.from, &evidence),
                 KeyMsg::Done { session, result } => done(state, &session, envelope.from, &result),
+                KeyMsg::Escrow { epoch, deal } => add_escrow(p, state, envelope.from, epoch, deal),
+                KeyMsg::Restore => {
+                    let recipients = desired_holders(state);
+                    start(p, state, CeremonyKind::Restore, &BTreeSet::from([envelope.from]), &recipients, now)
+                }
             }
         }
     }
@@ -372,12 +397,29 @@ fn start(
         return Err(format!("{} recipients cannot hold a {t}-of-n sharing", recipients.len()));
     }
     let epoch = match (&state.keys.current, kind) {
+        (None, CeremonyKind::Dkg) if p.restore.is_some() => {
+            return Err("this cluster is being rebuilt from admin escrow: it restores its keys, it does not generate \
+                        new ones (run `guardctl recover`)"
+                .into())
+        }
         (None, CeremonyKind::Dkg) => {
             if dealers != recipients {
                 return Err("in a DKG the dealers are the recipients".into());
             }
             1
         }
+        (None, CeremonyKind::Restore) => {
+            if p.restore.is_none() {
+                return Err("no keys to restore: the genesis file pins none".into());
+            }
+            if dealers.len() != 1
+                || !dealers.iter().all(|d| state.members.get(d).is_some_and(|m| m.status == MemberStatus::Voter))
+            {
+                return Err("a restore has exactly one dealer, a voter".into());
+            }
+            1
+        }
+        (Some(_), CeremonyKind::Restore) => return Err("the cluster has keys: nothing to restore".into()),
         (Some(current), CeremonyKind::Reshare) => {
             if let Some(bad) = dealers.iter().find(|d| !current.holders.contains(d) || !eligible.contains(d)) {
                 return Err(format!("node {bad} cannot deal: it holds no current share or may no longer"));
@@ -403,6 +445,7 @@ fn start(
         deals: BTreeMap::new(),
         result: None,
         done: BTreeSet::new(),
+        restoring: if kind == CeremonyKind::Restore { p.restore.cloned() } else { None },
     });
     Ok(())
 }
@@ -421,6 +464,12 @@ pub fn check_deal(state: &ClusterState, c: &Ceremony, dealer: NodeId, deal: &Dea
             bls::check_reshare_commitment(&commitment, &current.bls_public()?, x).map_err(|e| e.to_string())?;
             frost::check_reshare_commitment(&deal.frost, &current.frost_public()?, x).map_err(|e| e.to_string())?;
         }
+        CeremonyKind::Restore => {
+            let pin = c.restoring.as_ref().ok_or("a restore without pinned keys")?;
+            let pinned = bls::BlsPublic::from_group_key(&pin.bls_group_key).map_err(|e| e.to_string())?;
+            bls::check_reshare_commitment(&commitment, &pinned, x).map_err(|e| e.to_string())?;
+            frost::check_restore_commitment(&deal.frost, &pin.frost_group_key, x).map_err(|e| e.to_string())?;
+        }
     }
     Ok(())
 }
@@ -437,7 +486,11 @@ fn add_deal(state: &mut ClusterState, session: &[u8; 32], dealer: NodeId, deal: 
     let mut c = c.clone();
     c.deals.insert(dealer, deal);
     if c.deals.len() == c.dealers.len() {
-        let created_at = state.keys.current.as_ref().map_or(now, |k| k.created_at);
+        let created_at = match (&state.keys.current, &c.restoring) {
+            (Some(k), _) => k.created_at,
+            (None, Some(pin)) => pin.created_at,
+            (None, None) => now,
+        };
         match result_of(state, &c, created_at) {
             Ok(result) => c.result = Some(result),
             Err(e) => {
@@ -476,6 +529,15 @@ pub fn result_of(state: &ClusterState, c: &Ceremony, created_at: u64) -> Result<
                 frost::reshare_public(&frost_packages, &holders, t, &old),
             )
         }
+        CeremonyKind::Restore => {
+            let pin = c.restoring.as_ref().ok_or("a restore without pinned keys")?;
+            let (&dealer, package) = frost_packages.iter().next().ok_or("a restore without a deal")?;
+            let pinned = bls::BlsPublic::from_group_key(&pin.bls_group_key).map_err(|e| e.to_string())?;
+            (
+                bls::reshare_public(&pinned, &bls_commitments),
+                frost::restore_public(dealer, package, &holders, t, &pin.frost_group_key),
+            )
+        }
     };
     let bls_public = bls_public.map_err(|e| format!("BLS public keys: {e}"))?;
     let frost_public = frost_public.map_err(|e| format!("FROST public keys: {e}"))?;
@@ -502,7 +564,7 @@ pub fn check_secret_deal(c: &Ceremony, dealer: NodeId, secret: &SecretDeal) -> R
         CeremonyKind::Dkg => {
             frost::verify_dkg_share(share_index(dealer).ok_or("dealer id out of range")?, &deal.frost, x, &secret.frost)
         }
-        CeremonyKind::Reshare => {
+        CeremonyKind::Reshare | CeremonyKind::Restore => {
             let share: [u8; 32] = secret.frost.as_slice().try_into().map_err(|_| "FROST share: not 32 bytes")?;
             frost::verify_reshare_share(share_index(dealer).ok_or("dealer id out of range")?, &deal.frost, x, &share)
         }
@@ -556,6 +618,43 @@ fn done(state: &mut ClusterState, session: &[u8; 32], from: NodeId, digest: &[u8
         state.keys.last_failure = None;
     } else {
         state.keys.ceremony = Some(c);
+    }
+    Ok(())
+}
+
+/// The epoch whose shares `holder` should escrow now, if any: recovery
+/// admins are configured, no ceremony runs, it holds a current share, and
+/// the escrow is neither complete for an older epoch nor has its deal.
+pub fn escrow_due(p: &Params, state: &ClusterState, holder: NodeId) -> Option<u64> {
+    p.recovery?;
+    let current = state.keys.current.as_ref()?;
+    if state.keys.ceremony.is_some() || !current.holders.contains(&holder) {
+        return None;
+    }
+    match &state.keys.escrow {
+        Some(e) if e.keys.epoch == current.epoch => (!e.deals.contains_key(&holder)).then_some(current.epoch),
+        Some(e) if e.complete() => None,
+        _ => Some(current.epoch),
+    }
+}
+
+/// A holder's escrow deal: checked against its public key shares, added to
+/// the escrow of the current epoch (which replaces an incomplete escrow of
+/// an older one; a complete escrow stays valid across resharings).
+fn add_escrow(p: &Params, state: &mut ClusterState, from: NodeId, epoch: u64, deal: EscrowDeal) -> Result<(), String> {
+    let cfg = p.recovery.ok_or("the genesis file names no recovery admins: nothing to escrow to")?;
+    if escrow_due(p, state, from) != Some(epoch) {
+        return Err(format!(
+            "node {from} has no escrow of epoch {epoch} due (not a holder, already escrowed, or stale)"
+        ));
+    }
+    let current = state.keys.current.as_ref().ok_or("no keys")?;
+    escrow::check_deal(cfg, current, from, &deal)?;
+    match &mut state.keys.escrow {
+        Some(e) if e.keys.epoch == epoch => {
+            e.deals.insert(from, deal);
+        }
+        slot => *slot = Some(Escrow { keys: current.clone(), deals: BTreeMap::from([(from, deal)]) }),
     }
     Ok(())
 }

@@ -637,16 +637,22 @@ pub struct ReshareDealer {
 impl ReshareDealer {
     /// Samples g of degree `t - 1` (t = the new threshold) with g(0) = `share`'s signing share.
     pub fn new<R: RngCore + CryptoRng>(share: &KeyShare, t: u16, rng: &mut R) -> Result<Self> {
-        if t < 2 {
-            return Err(malformed("reshare threshold < 2"));
-        }
         let serialized = Zeroizing::new(share.inner.signing_share().serialize());
         let secret = Zeroizing::new(to32(&serialized, "signing share")?);
-        let s0 = decode_scalar(&secret).ok_or_else(|| malformed("signing share"))?;
+        Self::from_secret(share.x, &secret, t, rng)
+    }
+
+    /// Samples g of degree `t - 1` with g(0) = `secret`: a holder's signing share, or the whole key
+    /// for the single dealer of a recovery (docs/keys.md §6), rebuilt from admin shares.
+    pub fn from_secret<R: RngCore + CryptoRng>(x: u16, secret: &[u8; 32], t: u16, rng: &mut R) -> Result<Self> {
+        if x == 0 || t < 2 {
+            return Err(malformed("reshare dealer (index 0 or threshold < 2)"));
+        }
+        let s0 = decode_scalar(secret).ok_or_else(|| malformed("signing share (not a scalar)"))?;
         let mut coeffs = Vec::with_capacity(usize::from(t));
         coeffs.push(s0);
         coeffs.extend((1..t).map(|_| Scalar::random(rng)));
-        Ok(Self::from_coeffs(share.x, coeffs))
+        Ok(Self::from_coeffs(x, coeffs))
     }
 
     fn from_coeffs(x: u16, coeffs: Vec<Scalar>) -> Self {
@@ -750,13 +756,7 @@ pub fn reshare_public(
     t: u16,
     old: &GroupPublic,
 ) -> Result<GroupPublic> {
-    let holders: BTreeSet<u16> = new_holders.iter().copied().collect();
-    if holders.len() != new_holders.len() || holders.contains(&0) {
-        return Err(malformed("new holder set (duplicate or zero index)"));
-    }
-    if t < 2 || usize::from(t) > holders.len() {
-        return Err(malformed("new threshold (need 2 <= t <= new holders)"));
-    }
+    let holders = new_holder_set(new_holders, t)?;
     let needed = usize::from(old.threshold());
     if commitments.len() < needed {
         return Err(FrostError::NotEnoughSigners { have: commitments.len(), needed });
@@ -774,16 +774,98 @@ pub fn reshare_public(
             *acc += c * lambda;
         }
     }
+    group_of(&combined, &holders, t, old.verifying_key())
+}
+
+/// The new holders as a set, checked: distinct nonzero indices, and `2 <= t <= holders`.
+fn new_holder_set(new_holders: &[u16], t: u16) -> Result<BTreeSet<u16>> {
+    let holders: BTreeSet<u16> = new_holders.iter().copied().collect();
+    if holders.len() != new_holders.len() || holders.contains(&0) {
+        return Err(malformed("new holder set (duplicate or zero index)"));
+    }
+    if t < 2 || usize::from(t) > holders.len() {
+        return Err(malformed("new threshold (need 2 <= t <= new holders)"));
+    }
+    Ok(holders)
+}
+
+/// The group's public data from the combined commitment to its polynomial, whose constant term must
+/// be `verifying_key`.
+fn group_of(
+    combined: &[EdwardsPoint],
+    holders: &BTreeSet<u16>,
+    t: u16,
+    verifying_key: [u8; 32],
+) -> Result<GroupPublic> {
     let vk = combined.first().map(|c| c.compress().to_bytes());
-    if vk != Some(old.verifying_key()) {
+    if vk != Some(verifying_key) {
         return Err(FrostError::VerifyingKeyChanged);
     }
     let mut shares = BTreeMap::new();
-    for &x in &holders {
-        let vs = VerifyingShare::deserialize(&eval_commitment(&combined, x).compress().to_bytes()).map_err(lib)?;
+    for &x in holders {
+        let vs = VerifyingShare::deserialize(&eval_commitment(combined, x).compress().to_bytes()).map_err(lib)?;
         shares.insert(ident(x)?, vs);
     }
-    GroupPublic::from_package(PublicKeyPackage::new(shares, *old.inner.verifying_key(), Some(t)))
+    let vk = VerifyingKey::deserialize(&verifying_key).map_err(|_| malformed("verifying key"))?;
+    GroupPublic::from_package(PublicKeyPackage::new(shares, vk, Some(t)))
+}
+
+/// Checks a recovery dealer's commitment: its constant term must be the group key being restored.
+pub fn check_restore_commitment(commitment: &[u8], verifying_key: &[u8; 32], dealer: u16) -> Result<()> {
+    let points = dealer_commitment(dealer, commitment)?;
+    match points.first() {
+        Some(c0) if c0.compress().to_bytes() == *verifying_key => Ok(()),
+        _ => Err(FrostError::ReshareMismatch { dealer, reason: "commitment is not to the restored key" }),
+    }
+}
+
+/// The group's public data after a recovery: one dealer shared the whole key (degree `t - 1`
+/// commitment whose constant term is `verifying_key`) to `new_holders`. New holders finish with
+/// [`reshare_finish`] on the single share they received.
+pub fn restore_public(
+    dealer: u16,
+    commitment: &[u8],
+    new_holders: &[u16],
+    t: u16,
+    verifying_key: &[u8; 32],
+) -> Result<GroupPublic> {
+    let holders = new_holder_set(new_holders, t)?;
+    check_restore_commitment(commitment, verifying_key, dealer)?;
+    let points = dealer_commitment(dealer, commitment)?;
+    if points.len() != usize::from(t) {
+        return Err(FrostError::ReshareMismatch { dealer, reason: "commitment has the wrong degree" });
+    }
+    group_of(&points, &holders, t, *verifying_key)
+}
+
+/// Rebuilds the whole signing key from `threshold` key shares of one group (Lagrange at 0), checked
+/// against their verifying key. The only place key shares are ever combined: admin recovery onto a
+/// fresh node (docs/keys.md §6). The caller shares the result out again and drops it.
+pub fn recover_secret(shares: &BTreeMap<u16, KeyShare>) -> Result<Zeroizing<[u8; 32]>> {
+    let first = shares.values().next().ok_or_else(|| malformed("no shares to recover from"))?;
+    let (vk, t) = (first.verifying_key, first.threshold());
+    if shares.len() < usize::from(t) {
+        return Err(FrostError::NotEnoughSigners { have: shares.len(), needed: usize::from(t) });
+    }
+    if shares.iter().any(|(x, s)| s.x != *x || s.verifying_key != vk || s.threshold() != t) {
+        return Err(malformed("recovery shares (not of one group, or keyed by the wrong index)"));
+    }
+    let set: BTreeSet<u16> = shares.keys().copied().collect();
+    let mut sum = Scalar::ZERO;
+    for (&x, share) in shares {
+        let bytes = Zeroizing::new(share.inner.signing_share().serialize());
+        let b = Zeroizing::new(to32(&bytes, "signing share")?);
+        let mut s = decode_scalar(&b).ok_or_else(|| malformed("signing share"))?;
+        sum += lagrange_at_zero(&set, x)? * s;
+        s.zeroize();
+    }
+    let out = Zeroizing::new(sum.to_bytes());
+    let ok = EdwardsPoint::mul_base(&sum).compress().to_bytes() == vk;
+    sum.zeroize();
+    if !ok {
+        return Err(FrostError::VerifyingKeyChanged);
+    }
+    Ok(out)
 }
 
 /// New holder `x` combines the shares it received (keyed by dealer; verify each with

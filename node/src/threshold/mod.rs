@@ -1,5 +1,5 @@
 //! Threshold root secrets (pure core): no node, leader or admin ever holds
-//! them whole. See `docs/keys.md`.
+//! them whole (except one fresh node during admin recovery, see [`escrow`]). See `docs/keys.md`.
 //!
 //! # Layout
 //!
@@ -13,6 +13,8 @@
 //!   to DKG and resharing entries (validate on apply).
 //! - [`certs`]: the root and namespace CA certificates in the replicated
 //!   state, checked on apply against what the state calls for.
+//! - [`escrow`]: admin recovery: the root keys escrowed `k`-of-`m` to
+//!   recovery admins (HPKE), opened by them, and rebuilt on a fresh node.
 //!
 //! The I/O around it (sending shares, gathering evaluation and signature
 //! shares, sealing shares at rest) is in `daemon::keys`.
@@ -21,8 +23,11 @@ pub mod bls;
 pub mod ceremony;
 pub mod certs;
 pub mod envelope;
+pub mod escrow;
 pub mod frost;
 
+#[cfg(test)]
+mod escrow_tests;
 #[cfg(test)]
 mod tests;
 

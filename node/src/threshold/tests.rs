@@ -12,29 +12,29 @@ use super::{bls, frost};
 use crate::net::ratls::cert::NodeKey;
 use crate::state::{ClusterState, Member, MemberStatus, NodeId};
 
-const CLUSTER: [u8; 16] = [7; 16];
-const T: u16 = 3;
+pub(super) const CLUSTER: [u8; 16] = [7; 16];
+pub(super) const T: u16 = 3;
 
-struct Node {
-    id: NodeId,
-    key: NodeKey,
-    bls: bls::BlsDealer,
-    round1: frost::Round1Secret,
+pub(super) struct Node {
+    pub(super) id: NodeId,
+    pub(super) key: NodeKey,
+    pub(super) bls: bls::BlsDealer,
+    pub(super) round1: frost::Round1Secret,
 }
 
 impl Node {
-    fn seal(&self, msg: &impl serde::Serialize) -> Envelope {
+    pub(super) fn seal(&self, msg: &impl serde::Serialize) -> Envelope {
         let body = serde_json::to_vec(msg).unwrap();
         Envelope::seal(&CLUSTER, self.id, self.key.spki_der(), body, |m| self.key.sign(m).map_err(|e| e.to_string()))
             .unwrap()
     }
 }
 
-fn params() -> Params<'static> {
-    Params { cluster_id: &CLUSTER, threshold: T }
+pub(super) fn params() -> Params<'static> {
+    Params { cluster_id: &CLUSTER, threshold: T, recovery: None, restore: None }
 }
 
-fn cluster(n: u64) -> (ClusterState, BTreeMap<NodeId, NodeKey>) {
+pub(super) fn cluster(n: u64) -> (ClusterState, BTreeMap<NodeId, NodeKey>) {
     let mut state = ClusterState { genesis_digest: Some([1; 32]), ..Default::default() };
     let mut keys = BTreeMap::new();
     for id in 1..=n {
@@ -52,7 +52,7 @@ fn cluster(n: u64) -> (ClusterState, BTreeMap<NodeId, NodeKey>) {
     (state, keys)
 }
 
-fn signed(node: &Node, msg: &KeyMsg) -> KeyCommand {
+pub(super) fn signed(node: &Node, msg: &KeyMsg) -> KeyCommand {
     KeyCommand::Signed(node.seal(msg))
 }
 
@@ -87,6 +87,40 @@ fn secret_deal(state: &ClusterState, d: &Node, r: NodeId) -> SecretDeal {
         bls: d.bls.share_for(r as u16).unwrap().to_bytes().to_vec(),
         frost: round2.remove(&(r as u16)).map(|p| p.to_vec()).unwrap_or_default(),
     }
+}
+
+/// Run a DKG among `ids` to completion; returns the participants and their shares.
+pub(super) fn complete_dkg(
+    state: &mut ClusterState,
+    keys: &mut BTreeMap<NodeId, NodeKey>,
+    ids: &[NodeId],
+) -> (Vec<Node>, BTreeMap<NodeId, (bls::BlsShare, frost::KeyShare)>) {
+    let p = params();
+    let nodes = deal_all(state, keys, ids);
+    let result = state.keys.ceremony.as_ref().unwrap().result.clone().unwrap();
+    let mut held = BTreeMap::new();
+    for r in &nodes {
+        let deals: Vec<SecretDeal> = nodes.iter().map(|d| secret_deal(state, d, r.id)).collect();
+        let shares: Vec<bls::BlsShare> = deals.iter().map(|d| bls::BlsShare::from_bytes(&d.bls).unwrap()).collect();
+        let share = bls::dkg_share(&shares).unwrap();
+        result.bls_public().unwrap().check_share(r.id as u16, &share).unwrap();
+        let c = state.keys.ceremony.as_ref().unwrap();
+        let others: BTreeMap<u16, Vec<u8>> =
+            c.deals.iter().filter(|(id, _)| **id != r.id).map(|(id, d)| (*id as u16, d.frost.clone())).collect();
+        let (round2, _) = frost::dkg_round2(&r.round1, &others).unwrap();
+        let received: BTreeMap<u16, Vec<u8>> = deals
+            .iter()
+            .zip(&nodes)
+            .filter(|(_, d)| d.id != r.id)
+            .map(|(s, d)| (d.id as u16, s.frost.clone()))
+            .collect();
+        let (key_share, group) = frost::dkg_finish(&round2, &others, &received).unwrap();
+        assert_eq!(group.verifying_key(), result.frost_public().unwrap().verifying_key());
+        let done = KeyMsg::Done { session: c.session, result: result.digest() };
+        apply(&p, state, &signed(r, &done), 105).unwrap();
+        held.insert(r.id, (share, key_share));
+    }
+    (nodes, held)
 }
 
 #[test]
@@ -134,28 +168,7 @@ fn a_dkg_through_the_log_disqualifies_a_cheater_and_refuses_forgeries() {
 
     // The next attempt goes on without the cheater and completes.
     let mut keys: BTreeMap<NodeId, NodeKey> = nodes.into_iter().map(|n| (n.id, n.key)).collect();
-    let nodes = deal_all(&mut state, &mut keys, &[1, 3, 4]);
-    let result = state.keys.ceremony.as_ref().unwrap().result.clone().unwrap();
-    for r in &nodes {
-        let deals: Vec<SecretDeal> = nodes.iter().map(|d| secret_deal(&state, d, r.id)).collect();
-        let shares: Vec<bls::BlsShare> = deals.iter().map(|d| bls::BlsShare::from_bytes(&d.bls).unwrap()).collect();
-        let share = bls::dkg_share(&shares).unwrap();
-        result.bls_public().unwrap().check_share(r.id as u16, &share).unwrap();
-        let c = state.keys.ceremony.as_ref().unwrap();
-        let others: BTreeMap<u16, Vec<u8>> =
-            c.deals.iter().filter(|(id, _)| **id != r.id).map(|(id, d)| (*id as u16, d.frost.clone())).collect();
-        let (round2, _) = frost::dkg_round2(&r.round1, &others).unwrap();
-        let received: BTreeMap<u16, Vec<u8>> = deals
-            .iter()
-            .zip(&nodes)
-            .filter(|(_, d)| d.id != r.id)
-            .map(|(s, d)| (d.id as u16, s.frost.clone()))
-            .collect();
-        let (_, group) = frost::dkg_finish(&round2, &others, &received).unwrap();
-        assert_eq!(group.verifying_key(), result.frost_public().unwrap().verifying_key());
-        let done = KeyMsg::Done { session: c.session, result: result.digest() };
-        apply(&p, &mut state, &signed(r, &done), 105).unwrap();
-    }
+    complete_dkg(&mut state, &mut keys, &[1, 3, 4]);
     let current = state.keys.current.clone().expect("the DKG completed");
     assert_eq!(current.holders, [1, 3, 4].into());
     assert_eq!(current.epoch, 1);

@@ -99,12 +99,16 @@ pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = &mut stop => return,
         }
-        // Only the ceremony's part of the key state: not the CA certificates.
-        let Some((current, ceremony, desired)) = node.view.with_state(|s| {
-            s.genesis_digest.map(|_| (s.keys.current.clone(), s.keys.ceremony.clone(), desired_holders(s)))
-        }) else {
+        let state = node.view.state();
+        if state.genesis_digest.is_none() {
             continue;
-        };
+        }
+        let (current, ceremony, desired) =
+            (state.keys.current.clone(), state.keys.ceremony.clone(), desired_holders(&state));
+        if let Err(e) = super::recovery::tick(&node, &state).await {
+            tracing::warn!(error = %e, "key escrow or restore; retrying in 2 s");
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         if node.raft.metrics().borrow().current_leader == Some(node.me) {
             if let Err(e) = lead(&node, current.as_ref(), ceremony.as_ref(), desired).await {
                 tracing::warn!(error = %e, "key ceremony (leader); retrying in 2 s");
@@ -142,7 +146,8 @@ async fn lead(
             tracing::warn!(epoch = c.epoch, "key ceremony timed out; aborting it (the current keys stay in force)");
             node.propose(KeyCommand::Abort { session: c.session }).await
         }
-        (None, None) if desired.len() >= usize::from(node.threshold) => {
+        // A cluster being rebuilt restores its keys (`guardctl recover`) instead.
+        (None, None) if node.restore.is_none() && desired.len() >= usize::from(node.threshold) => {
             tracing::info!(nodes = ?desired, "starting the distributed key generation");
             node.propose(KeyCommand::Start { kind: CeremonyKind::Dkg, dealers: desired.clone(), recipients: desired })
                 .await
@@ -238,6 +243,19 @@ fn dealer_secrets(node: &KeyNode, c: &Ceremony) -> Result<DealerSecrets, KeyErro
                     .to_vec(),
             }
         }
+        CeremonyKind::Restore => {
+            let held = node.recovered.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let root = held.as_ref().ok_or_else(|| {
+                other("this node no longer holds the rebuilt keys (it restarted?): run `guardctl recover` again")
+            })?;
+            DealerSecrets {
+                bls: bls::BlsDealer::reshare(&root.bls, c.threshold, &mut rng).map_err(other)?.to_bytes().to_vec(),
+                frost: frost::ReshareDealer::from_secret(x, &root.frost, c.threshold, &mut rng)
+                    .map_err(other)?
+                    .to_bytes()
+                    .to_vec(),
+            }
+        }
     };
     node.secrets.put(&key, &Zeroizing::new(serde_json::to_vec(&secrets).map_err(other)?))?;
     Ok(secrets)
@@ -247,7 +265,9 @@ fn public_deal(_node: &KeyNode, c: &Ceremony, s: &DealerSecrets) -> Result<Deal,
     let bls = bls::BlsDealer::from_bytes(&s.bls).map_err(other)?.commitment().to_bytes();
     let frost = match c.kind {
         CeremonyKind::Dkg => frost::Round1Secret::from_bytes(&s.frost).map_err(other)?.public_package(),
-        CeremonyKind::Reshare => frost::ReshareDealer::from_bytes(&s.frost).map_err(other)?.commitment(),
+        CeremonyKind::Reshare | CeremonyKind::Restore => {
+            frost::ReshareDealer::from_bytes(&s.frost).map_err(other)?.commitment()
+        }
     };
     Ok(Deal { bls, frost })
 }
@@ -269,7 +289,7 @@ fn secret_deals(node: &KeyNode, c: &Ceremony, s: &DealerSecrets) -> Result<BTree
             let round1 = frost::Round1Secret::from_bytes(&s.frost).map_err(other)?;
             frost::dkg_round2(&round1, &others_round1(c, node.me)).map_err(other)?.1
         }
-        CeremonyKind::Reshare => {
+        CeremonyKind::Reshare | CeremonyKind::Restore => {
             let d = frost::ReshareDealer::from_bytes(&s.frost).map_err(other)?;
             c.recipients
                 .iter()
@@ -307,7 +327,7 @@ async fn send(node: &KeyNode, c: &Ceremony, recipient: NodeId, envelope: &Envelo
     let json = Zeroizing::new(serde_json::to_vec(envelope).map_err(other)?);
     let protocol = match c.kind {
         CeremonyKind::Dkg => ThresholdProtocol::BlsDkg,
-        CeremonyKind::Reshare => ThresholdProtocol::BlsReshare,
+        CeremonyKind::Reshare | CeremonyKind::Restore => ThresholdProtocol::BlsReshare,
     };
     let msg = RoundMessage {
         session: Some(SessionRef { session_id: c.session.to_vec(), protocol: protocol as i32, epoch: c.epoch }),
@@ -392,7 +412,10 @@ fn new_shares(node: &KeyNode, c: &Ceremony) -> Result<Shares, KeyError> {
             }
             (bls::dkg_share(&shares).map_err(other)?, key_share)
         }
-        CeremonyKind::Reshare => {
+        CeremonyKind::Reshare | CeremonyKind::Restore => {
+            // The old polynomial's threshold: the same t for a resharing; a restore's single
+            // dealer held the whole secret (degree 0).
+            let old_t = if c.kind == CeremonyKind::Restore { 1 } else { c.threshold };
             let frost_shares: BTreeMap<u16, Zeroizing<[u8; 32]>> = deals
                 .iter()
                 .filter_map(|(d, deal)| {
@@ -401,7 +424,7 @@ fn new_shares(node: &KeyNode, c: &Ceremony) -> Result<Shares, KeyError> {
                 })
                 .collect();
             let key_share = frost::reshare_finish(x, &frost_shares, &public).map_err(other)?;
-            (bls::reshare_share(&bls_shares, c.threshold).map_err(other)?, key_share)
+            (bls::reshare_share(&bls_shares, old_t).map_err(other)?, key_share)
         }
     };
     result

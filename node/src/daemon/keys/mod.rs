@@ -8,6 +8,9 @@
 //! - [`signing`]: FROST signing: the coordinator, the signer's nonces, and
 //!   the check that a committed entry calls for what is being signed.
 //! - [`ca`]: the root CA and namespace CA certificates, signed by the cluster.
+//! - [`recovery`]: escrow of this node's shares to the recovery admins; on
+//!   a fresh node of a cluster being rebuilt, the admins' shares and the
+//!   restore.
 //! - [`peers`]: cached RA-TLS channels to the other members.
 //!
 //! Peers caught returning invalid shares are recorded in [`Suspects`]
@@ -17,6 +20,7 @@ pub mod ca;
 pub mod ceremony;
 pub mod derive;
 pub mod peers;
+pub mod recovery;
 pub mod signing;
 
 use std::collections::BTreeMap;
@@ -31,8 +35,10 @@ use crate::net::ratls::Clock;
 use crate::raft::types::Raft;
 use crate::state::{Command, NodeId};
 use crate::store::{SecretStore, StateView};
+use crate::threshold::ceremony::Params;
 use crate::threshold::ceremony::{KeyCommand, KeyMsg};
 use crate::threshold::envelope::Envelope;
+use crate::threshold::escrow::{RecoveredRoot, RecoveryConfig, RestorePin};
 
 /// What one node knows and holds for the threshold keys.
 pub struct KeyNode {
@@ -50,6 +56,13 @@ pub struct KeyNode {
     pub nonces: signing::NonceStore,
     /// Test-only faults (simulated TEE only).
     pub byzantine: Byzantine,
+    /// Recovery admins the keys are escrowed to (genesis).
+    pub recovery: Option<RecoveryConfig>,
+    /// The keys a cluster being rebuilt must restore (genesis).
+    pub restore: Option<RestorePin>,
+    /// The whole keys rebuilt from admin shares: only on the one fresh node
+    /// `guardctl recover` chose, only in memory, only until dealt out.
+    pub recovered: Mutex<Option<RecoveredRoot>>,
 }
 
 /// Why a key operation failed.
@@ -72,6 +85,20 @@ pub enum KeyError {
 }
 
 impl KeyNode {
+    /// What the key rules need (as the genesis file says).
+    pub fn params(&self) -> Params<'_> {
+        Params {
+            cluster_id: &self.cluster_id,
+            threshold: self.threshold,
+            recovery: self.recovery.as_ref(),
+            restore: self.restore.as_ref(),
+        }
+    }
+
+    pub fn holds_recovered(&self) -> bool {
+        self.recovered.lock().unwrap_or_else(PoisonError::into_inner).is_some()
+    }
+
     /// Sign a ceremony message with this node's key.
     pub fn envelope(&self, body: Vec<u8>) -> Result<Envelope, KeyError> {
         Envelope::seal(&self.cluster_id, self.me, self.key.spki_der(), body, |m| {

@@ -181,6 +181,15 @@ impl AdminService for TestAdmin {
     async fn probe_keys(&self, _: Request<ProbeKeysRequest>) -> Result<Response<ProbeKeysResponse>, Status> {
         unimplemented()
     }
+    async fn get_recovery_escrow(
+        &self,
+        _: Request<GetRecoveryEscrowRequest>,
+    ) -> Result<Response<GetRecoveryEscrowResponse>, Status> {
+        unimplemented()
+    }
+    async fn recover(&self, _: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {
+        unimplemented()
+    }
 }
 
 struct Server {
