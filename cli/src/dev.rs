@@ -65,17 +65,8 @@ pub struct Shape {
     /// Admin signatures needed for quorum commands (revoke, admin changes).
     #[arg(long, default_value_t = 1)]
     admin_quorum: u32,
-    /// Recovery admins' public key files (`guardctl recovery keygen`): the root keys are escrowed to
-    /// them once generated.
-    #[arg(long, value_delimiter = ',', value_name = "FILES")]
-    recovery_admins: Vec<std::path::PathBuf>,
-    /// Recovery admins needed to rebuild the cluster (k, at least 2).
-    #[arg(long, value_name = "K")]
-    recovery_threshold: Option<u16>,
-    /// Rebuild a lost cluster: take its cluster id and keys from this escrow file; the nodes wait
-    /// for `guardctl recover` instead of generating keys.
-    #[arg(long, value_name = "ESCROW")]
-    restore_from: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    recovery: crate::recovery::RecoveryOpts,
 }
 
 impl Shape {
@@ -87,9 +78,7 @@ impl Shape {
             admin_quorum: self.admin_quorum,
             dir: self.dir.clone(),
             base_port: self.base_port,
-            recovery_admins: self.recovery_admins.clone(),
-            recovery_threshold: self.recovery_threshold,
-            restore_from: self.restore_from.clone(),
+            recovery: self.recovery.clone(),
         }
     }
 }

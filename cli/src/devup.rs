@@ -24,14 +24,11 @@ pub struct Options {
     pub admin_quorum: u32,
     pub dir: PathBuf,
     pub base_port: u16,
-    /// Recovery admins' public key files and k (see `guardctl recovery`).
-    pub recovery_admins: Vec<PathBuf>,
-    pub recovery_threshold: Option<u16>,
-    /// Escrow file of a lost cluster to rebuild.
-    pub restore_from: Option<PathBuf>,
+    /// Admin recovery (escrow admins, or the escrow of a lost cluster to rebuild).
+    pub recovery: crate::recovery::RecoveryOpts,
 }
 
-fn random<const N: usize>() -> [u8; N] {
+pub fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
     rand::thread_rng().fill_bytes(&mut b);
     b
@@ -60,16 +57,10 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
         ))
         .into());
     }
-    let restore = o.restore_from.as_deref().map(crate::recovery::load_escrow).transpose()?;
-    let extra = crate::recovery::genesis_sections(
-        &o.recovery_admins,
-        o.recovery_threshold,
-        restore.as_ref().map(|f| f.pin()).transpose()?.as_ref(),
-    )?;
+    let (restored_id, extra) = o.recovery.genesis()?;
     std::fs::create_dir_all(&o.dir)?;
     let dir = o.dir.canonicalize()?;
-    // A rebuilt cluster keeps the lost one's id: namespace secrets are bound to it.
-    let cluster_id = hex::encode(restore.as_ref().map_or_else(random::<16>, |f| f.cluster_id));
+    let cluster_id = hex::encode(restored_id.unwrap_or_else(random::<16>));
     if o.admins == 0 || o.admin_quorum == 0 || o.admin_quorum > o.admins {
         return Err(UsageError(format!(
             "--admin-quorum {} must be between 1 and --admins {}",
@@ -129,6 +120,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
         hex::encode(m.rtmr[2]),
         hex::encode(m.rtmr[3]),
     ));
+    guardian_node::state::genesis::Genesis::parse(&genesis).map_err(|e| UsageError(e.to_string()))?;
     let genesis_path = dir.join("genesis.toml");
     std::fs::write(&genesis_path, genesis)?;
     let mut cluster = ClusterFile {

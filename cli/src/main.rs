@@ -2,6 +2,7 @@
 //!
 //! # Layout
 //! - `evidence`: `guardctl evidence verify|inspect` — check attestation evidence offline.
+//! - `init`: `guardctl init` writes a production genesis file.
 //! - `dev`, `devup`: developer tooling: the local cluster (`dev up|init`), simulated-TEE evidence.
 //! - `cluster`: the cluster description on disk (`cluster.json`).
 //! - `admin_client`: attested connections to nodes' admin ports.
@@ -21,6 +22,7 @@ mod clusterctl;
 mod dev;
 mod devup;
 mod evidence;
+mod init;
 mod joins;
 mod keysctl;
 mod output;
@@ -43,6 +45,9 @@ enum Command {
     /// Verify or inspect TEE attestation evidence offline.
     #[command(subcommand)]
     Evidence(evidence::EvidenceCmd),
+    /// Write the genesis file that founds a cluster (members, threshold, admins, guardian policy,
+    /// and optionally recovery admins or the escrow of a lost cluster to rebuild).
+    Init(init::InitArgs),
     /// Developer tooling. Uses the INSECURE simulated TEE.
     #[command(subcommand)]
     Dev(dev::DevCmd),
@@ -243,6 +248,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Evidence(cmd) => evidence::run(cmd),
+        Command::Init(args) => init::run(&args),
         Command::Dev(cmd) => dev::run(cmd),
         Command::Status { cluster, json } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

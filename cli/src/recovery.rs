@@ -37,6 +37,33 @@ pub enum RecoveryCmd {
     },
 }
 
+/// Genesis options that set up admin recovery (`guardctl init`, `guardctl dev init|up`).
+#[derive(clap::Args, Clone, Default)]
+pub struct RecoveryOpts {
+    /// Recovery admins' public key files (`guardctl recovery keygen`), comma-separated: the root
+    /// keys are escrowed to them once generated. Each admin is named by its file's stem.
+    #[arg(long, value_delimiter = ',', value_name = "FILES")]
+    pub recovery_admins: Vec<PathBuf>,
+    /// Recovery admins needed to rebuild the cluster (k, at least 2).
+    #[arg(long, value_name = "K")]
+    pub recovery_threshold: Option<u16>,
+    /// Rebuild a lost cluster: take its cluster id and keys from this escrow file; the nodes wait
+    /// for `guardctl recover` instead of generating keys.
+    #[arg(long, value_name = "ESCROW")]
+    pub restore_from: Option<PathBuf>,
+}
+
+impl RecoveryOpts {
+    /// The cluster id to use (a rebuilt cluster keeps the lost one's: namespace secrets are bound
+    /// to it), and the genesis sections these options call for.
+    pub fn genesis(&self) -> anyhow::Result<(Option<[u8; 16]>, String)> {
+        let restore = self.restore_from.as_deref().map(load_escrow).transpose()?;
+        let pin = restore.as_ref().map(|f| f.pin()).transpose()?;
+        let text = genesis_sections(&self.recovery_admins, self.recovery_threshold, pin.as_ref())?;
+        Ok((restore.map(|f| f.cluster_id), text))
+    }
+}
+
 /// Arguments of `guardctl recover`.
 #[derive(clap::Args)]
 pub struct RecoverArgs {
@@ -101,7 +128,7 @@ fn read_hex32(path: &Path, what: &str) -> Result<Zeroizing<[u8; 32]>, UsageError
 
 /// The `[recovery]` and `[restore]` genesis sections for recovery admins'
 /// public key files (named by their file stem) and a restore pin.
-pub fn genesis_sections(
+fn genesis_sections(
     admins: &[PathBuf],
     threshold: Option<u16>,
     restore: Option<&RestorePin>,

@@ -151,3 +151,63 @@ fn a_cluster_lost_whole_is_rebuilt_from_admin_escrow_with_the_same_secrets_and_r
     let o = recover(&[file("alice", "key"), file("bob", "key")]);
     assert!(!o.status.success() && text(&o).contains("has its keys already"), "{}", text(&o));
 }
+
+#[test]
+fn guardctl_init_writes_a_genesis_file_with_recovery_admins_and_refuses_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    for name in ["alice", "bob"] {
+        assert!(run(&["recovery", "keygen", "--out", &path(name)]).status.success());
+    }
+    // A second keygen to the same place would destroy a key: refused.
+    let o = run(&["recovery", "keygen", "--out", &path("alice")]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    std::fs::write(
+        path("policy.toml"),
+        format!(
+            "tees = [\"tdx\"]\naccepted_tcb_status = [\"UpToDate\"]\n[[tdx]]\nname = \"guardian-v1\"\nmrtd = \"{}\"\n",
+            "ab".repeat(48)
+        ),
+    )
+    .unwrap();
+    let admin = format!("ops={}", "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c");
+    let init = |out: &str, k: &str| {
+        let pubs = format!("{},{}", path("alice.pub"), path("bob.pub"));
+        run(&[
+            "init",
+            "--out",
+            &path(out),
+            "--threshold",
+            "2",
+            "--admin",
+            &admin,
+            "--guardian-policy",
+            &path("policy.toml"),
+            "--member",
+            "1=10.0.0.1:7100",
+            "--member",
+            "2=10.0.0.2:7100",
+            "--member",
+            "3=10.0.0.3:7100",
+            "--recovery-admins",
+            &pubs,
+            "--recovery-threshold",
+            k,
+        ])
+    };
+    let o = init("genesis.toml", "2");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("escrowed to 2-of-2 recovery admins"), "{}", text(&o));
+    let genesis =
+        guardian_node::state::genesis::Genesis::parse(&std::fs::read_to_string(path("genesis.toml")).unwrap()).unwrap();
+    let recovery = genesis.recovery.expect("recovery admins");
+    let names: Vec<&str> = recovery.admins.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!((recovery.threshold, names), (2, vec!["alice", "bob"]));
+    assert_eq!((genesis.members.len(), genesis.threshold, genesis.restore), (3, 2, None));
+    // Never overwritten; one admin alone may not rebuild the keys.
+    let o = init("genesis.toml", "2");
+    assert!(o.status.code() == Some(2) && text(&o).contains("not overwriting"), "{}", text(&o));
+    let o = init("other.toml", "1");
+    assert!(o.status.code() == Some(2) && text(&o).contains("between 2 and the 2"), "{}", text(&o));
+    assert!(!dir.path().join("other.toml").exists());
+}

@@ -171,6 +171,36 @@ fn genesis_errors_are_specific() {
 }
 
 #[test]
+fn recovery_and_restore_sections_are_checked() {
+    let err = |extra: &str| {
+        let text = format!("cluster_id = \"{CLUSTER}\"\nthreshold = 1\nadmin_quorum = 1\n[[members]]\nid = 1\naddr = \"a:1\"\n[[admins]]\nname = \"a\"\npublic_key = \"8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c\"\n{extra}[guardian_policy]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n");
+        Genesis::parse(&text).map(|g| (g.recovery.is_some(), g.restore.is_some())).map_err(|e| e.to_string())
+    };
+    let (_, alice) = crate::threshold::escrow::generate_admin_key(&mut rand::rngs::OsRng);
+    let (_, bob) = crate::threshold::escrow::generate_admin_key(&mut rand::rngs::OsRng);
+    let admin = |name: &str, key: &[u8; 32]| {
+        format!("[[recovery.admins]]\nname = \"{name}\"\npublic_key = \"{}\"\n", hex::encode(key))
+    };
+    let two = format!("{}{}", admin("alice", &alice), admin("bob", &bob));
+    assert_eq!(err(&format!("[recovery]\nthreshold = 2\n{two}")), Ok((true, false)));
+    // A single admin must never be able to rebuild the keys alone; k <= m; distinct keys.
+    assert!(err(&format!("[recovery]\nthreshold = 1\n{two}")).unwrap_err().contains("between 2 and the 2"));
+    assert!(err(&format!("[recovery]\nthreshold = 3\n{two}")).unwrap_err().contains("between 2 and the 2"));
+    let same = format!("{}{}", admin("alice", &alice), admin("eve", &alice));
+    assert!(err(&format!("[recovery]\nthreshold = 2\n{same}")).unwrap_err().contains("distinct"));
+    assert!(err("[recovery]\nthreshold = 2\n[[recovery.admins]]\nname = \"x\"\npublic_key = \"00\"\n")
+        .unwrap_err()
+        .contains("32 bytes of hex"));
+    // A restore pin must name a real BLS key.
+    let pin = |bls: &str| {
+        format!("[restore]\nbls_group_key = \"{bls}\"\nfrost_group_key = \"{}\"\ncreated_at = 1\n", "11".repeat(32))
+    };
+    assert!(err(&pin(&"00".repeat(48))).unwrap_err().contains("not a BLS12-381"));
+    let g1 = crate::threshold::bls::BlsShare::from_bytes(&[5; 32]).unwrap().public_key();
+    assert_eq!(err(&pin(&hex::encode(g1))), Ok((false, true)));
+}
+
+#[test]
 fn a_backdated_proposal_cannot_replay_a_pruned_command() {
     let (applier, mut state) = bootstrapped();
     let [a, _, _] = keys();
