@@ -21,14 +21,12 @@ use std::fmt;
 
 use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
-use hkdf::Hkdf;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
     PublicKeyData, SerialNumber, SignatureAlgorithm, SigningKey,
 };
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
-use zeroize::Zeroizing;
 
 /// Validity of the cluster root CA, in calendar years from its `not_before`.
 pub const ROOT_CA_VALIDITY_YEARS: i32 = 20;
@@ -41,8 +39,6 @@ pub const ORGANIZATION: &str = "Guardian";
 
 const ROOT_SERIAL_DOMAIN: &[u8] = b"guardian/root-ca/v1";
 const NS_SERIAL_DOMAIN: &[u8] = b"guardian/ns-ca/v1";
-const NS_KEY_SALT: &[u8] = b"guardian/ns-ca-key/v1";
-const NS_KEY_INFO: &[u8] = b"ed25519 seed";
 const ED25519_SIG_LEN: usize = 64;
 
 /// Errors of certificate building and assembly.
@@ -236,10 +232,7 @@ pub struct NamespaceCaKey {
 /// Derives the namespace CA key: Ed25519 seed = HKDF-SHA256(ikm = secret,
 /// salt = "guardian/ns-ca-key/v1", info = "ed25519 seed"), 32 bytes.
 pub fn namespace_ca_key(secret: &[u8; 32]) -> Result<NamespaceCaKey> {
-    let hk = Hkdf::<Sha256>::new(Some(NS_KEY_SALT), secret);
-    let mut seed = Zeroizing::new([0u8; 32]);
-    hk.expand(NS_KEY_INFO, seed.as_mut())
-        .map_err(|_| CaError::Build("HKDF expand of the namespace CA seed failed".into()))?;
+    let seed = crate::keys::hierarchy::derive(secret, crate::keys::hierarchy::Purpose::NamespaceCaSeed);
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
     let public = signing.verifying_key().to_bytes();
     Ok(NamespaceCaKey { signing, public })
@@ -482,6 +475,7 @@ fn base64(data: &[u8]) -> String {
 mod tests {
     use super::*;
     use frost_ed25519 as frost;
+    use hkdf::Hkdf;
     use rand::rngs::OsRng;
     use std::collections::BTreeMap;
     use std::path::Path;

@@ -9,6 +9,8 @@
 //!   allow/deny decision with a reason a person can read.
 //! - [`threshold`]: the threshold root keys: BLS and FROST sharings, DKG and
 //!   resharing rules, the threshold PRF, signed ceremony messages.
+//! - [`keys`]: the namespace key hierarchy (child keys of `S(ns, v)` by
+//!   typed HKDF labels) and stored secrets encrypted under it.
 //! - [`ca`]: certificate profiles of the root and namespace CAs, built in two
 //!   passes around a threshold signature.
 //! - [`state`]: the replicated cluster state, its commands and their
@@ -25,6 +27,7 @@
 pub mod attest;
 pub mod ca;
 pub mod daemon;
+pub mod keys;
 pub mod net;
 pub mod policy;
 pub mod raft;
