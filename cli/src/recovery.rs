@@ -163,7 +163,7 @@ fn genesis_sections(
 }
 
 /// Read and check an escrow file.
-pub fn load_escrow(path: &Path) -> Result<EscrowFile, UsageError> {
+fn load_escrow(path: &Path) -> Result<EscrowFile, UsageError> {
     let bytes = std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
     EscrowFile::parse(&bytes).map_err(|e| UsageError(format!("{}: {e}", path.display())))
 }

@@ -87,7 +87,7 @@ fn a_cluster_lost_whole_is_rebuilt_from_admin_escrow_with_the_same_secrets_and_r
     });
     let s = old.status();
     assert_eq!(s["keys"]["escrow"]["complete"], true, "{s}");
-    // The escrow is public: no share in it is readable without an admin key.
+    // The export is the versioned escrow format guardctl recover reads.
     let escrow_text = std::fs::read_to_string(&escrow).unwrap();
     assert!(escrow_text.contains("guardian-escrow/v1"));
 

@@ -184,17 +184,14 @@ impl AdminService for AdminServer {
         &self,
         _req: Request<GetRecoveryEscrowRequest>,
     ) -> Result<Response<GetRecoveryEscrowResponse>, Status> {
-        let state = self.state.state();
-        let json =
-            keys::recovery::export(&self.keys, &state).map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let json = keys::recovery::export(&self.keys).map_err(|e| Status::failed_precondition(e.to_string()))?;
         Ok(Response::new(GetRecoveryEscrowResponse { escrow_json: json.unwrap_or_default() }))
     }
 
     // skip_all: the request carries the admins' shares of the root keys.
     #[tracing::instrument(skip_all, name = "admin.recover")]
     async fn recover(&self, req: Request<RecoverRequest>) -> Result<Response<RecoverResponse>, Status> {
-        let state = self.state.state();
-        let message = keys::recovery::accept(&self.keys, &state, req.into_inner())
+        let message = keys::recovery::accept(&self.keys, req.into_inner())
             .map_err(|e| Status::failed_precondition(e.to_string()))?;
         Ok(Response::new(RecoverResponse { message }))
     }

@@ -62,6 +62,7 @@ pub fn seal<R: RngCore + CryptoRng>(
     rng.fill_bytes(&mut nonce);
     let ciphertext = cipher(secret)
         .encrypt(&XNonce::from(nonce), Payload { msg: value, aad: &aad(namespace, version, name) })
+        // The AEAD refuses only inputs beyond its length limit, far above MAX_SECRET.
         .map_err(|_| KeysError::TooLarge { len: value.len(), max: MAX_SECRET })?;
     Ok(StoredSecret { version, nonce, ciphertext })
 }

@@ -625,13 +625,13 @@ fn done(state: &mut ClusterState, session: &[u8; 32], from: NodeId, digest: &[u8
 /// The epoch whose shares `holder` should escrow now, if any: recovery
 /// admins are configured, no ceremony runs, it holds a current share, and
 /// the escrow is neither complete for an older epoch nor has its deal.
-pub fn escrow_due(p: &Params, state: &ClusterState, holder: NodeId) -> Option<u64> {
+pub fn escrow_due(p: &Params, keys: &KeyState, holder: NodeId) -> Option<u64> {
     p.recovery?;
-    let current = state.keys.current.as_ref()?;
-    if state.keys.ceremony.is_some() || !current.holders.contains(&holder) {
+    let current = keys.current.as_ref()?;
+    if keys.ceremony.is_some() || !current.holders.contains(&holder) {
         return None;
     }
-    match &state.keys.escrow {
+    match &keys.escrow {
         Some(e) if e.keys.epoch == current.epoch => (!e.deals.contains_key(&holder)).then_some(current.epoch),
         Some(e) if e.complete() => None,
         _ => Some(current.epoch),
@@ -643,7 +643,7 @@ pub fn escrow_due(p: &Params, state: &ClusterState, holder: NodeId) -> Option<u6
 /// an older one; a complete escrow stays valid across resharings).
 fn add_escrow(p: &Params, state: &mut ClusterState, from: NodeId, epoch: u64, deal: EscrowDeal) -> Result<(), String> {
     let cfg = p.recovery.ok_or("the genesis file names no recovery admins: nothing to escrow to")?;
-    if escrow_due(p, state, from) != Some(epoch) {
+    if escrow_due(p, &state.keys, from) != Some(epoch) {
         return Err(format!(
             "node {from} has no escrow of epoch {epoch} due (not a holder, already escrowed, or stale)"
         ));

@@ -374,10 +374,6 @@ pub fn open(
         }
     }
     if values.len() < t {
-        if values.is_empty() && !escrow.deals.is_empty() && skipped.values().all(|e| e.contains("does not decrypt")) {
-            // Every value failed to decrypt: the keys are not this escrow's, or the cluster id is wrong.
-            return Err(EscrowError::WrongKey { index: *admin_keys.keys().next().unwrap_or(&0) });
-        }
         return Err(EscrowError::TooFewDealers { usable: values.len(), needed: t, why: format!("{skipped:?}") });
     }
     // The admin-level public keys the chosen dealers define (group keys unchanged: checked).
@@ -402,7 +398,7 @@ pub fn open(
         for (d, per_admin) in &values {
             let x = share_index(*d).ok_or_else(|| malformed("dealer id"))?;
             let (bv, fv) = &per_admin[&a];
-            b.insert(x, bls::BlsShare::from_bytes(&bv.to_bytes()[..]).map_err(malformed)?);
+            b.insert(x, bv.clone());
             f.insert(x, fv.clone());
         }
         let bls_share = bls::reshare_share(&b, keys.threshold).map_err(malformed)?;
@@ -417,7 +413,6 @@ pub fn open(
 pub struct RecoveredRoot {
     pub bls: bls::BlsShare,
     pub frost: Zeroizing<[u8; 32]>,
-    pub pin: RestorePin,
 }
 
 impl fmt::Debug for RecoveredRoot {
@@ -435,23 +430,17 @@ pub fn combine(pin: &RestorePin, k: u16, shares: &BTreeMap<u16, AdminShare>) -> 
     if shares.iter().any(|(a, s)| s.index != *a || s.frost.x() != *a || s.frost.threshold() != k) {
         return Err(malformed("admin shares (index or threshold does not match the recovery config)"));
     }
-    let b: BTreeMap<u16, bls::BlsShare> = shares
-        .iter()
-        .map(|(a, s)| Ok((*a, bls::BlsShare::from_bytes(&s.bls.to_bytes()[..]).map_err(malformed)?)))
-        .collect::<Result<_, EscrowError>>()?;
+    let b: BTreeMap<u16, bls::BlsShare> = shares.iter().map(|(a, s)| (*a, s.bls.clone())).collect();
     let bls_secret = bls::reshare_share(&b, k).map_err(malformed)?;
     if bls_secret.public_key() != pin.bls_group_key {
         return Err(EscrowError::Mismatch("BLS"));
     }
-    let f: BTreeMap<u16, frost::KeyShare> = shares
-        .iter()
-        .map(|(a, s)| Ok((*a, frost::KeyShare::from_bytes(&s.frost.to_bytes()).map_err(malformed)?)))
-        .collect::<Result<_, EscrowError>>()?;
+    let f: BTreeMap<u16, frost::KeyShare> = shares.iter().map(|(a, s)| (*a, s.frost.clone())).collect();
     if f.values().any(|s| s.verifying_key() != pin.frost_group_key) {
         return Err(EscrowError::Mismatch("FROST"));
     }
     let frost_secret = frost::recover_secret(&f).map_err(|_| EscrowError::Mismatch("FROST"))?;
-    Ok(RecoveredRoot { bls: bls_secret, frost: frost_secret, pin: pin.clone() })
+    Ok(RecoveredRoot { bls: bls_secret, frost: frost_secret })
 }
 
 /// What `guardctl recovery export` writes and `guardctl recover` reads.

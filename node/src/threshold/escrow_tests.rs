@@ -47,7 +47,7 @@ fn escrowed_keys_are_restored_whole_onto_a_fresh_cluster() {
     let old = state.keys.current.clone().unwrap();
     let mut deals = BTreeMap::new();
     for n in &nodes {
-        assert_eq!(escrow_due(&p, &state, n.id), Some(1));
+        assert_eq!(escrow_due(&p, &state.keys, n.id), Some(1));
         let (b, f) = &held[&n.id];
         deals.insert(n.id, escrow::deal(&CLUSTER, &cfg, 1, n.id, b, f, &mut OsRng).unwrap());
     }
@@ -61,7 +61,7 @@ fn escrowed_keys_are_restored_whole_onto_a_fresh_cluster() {
     for n in &nodes[1..] {
         apply(&p, &mut state, &signed(n, &KeyMsg::Escrow { epoch: 1, deal: deals[&n.id].clone() }), 201).unwrap();
     }
-    assert!(escrow_due(&p, &state, 2).is_none());
+    assert!(escrow_due(&p, &state.keys, 2).is_none());
     let again = KeyMsg::Escrow { epoch: 1, deal: deals[&2].clone() };
     assert!(apply(&p, &mut state, &signed(&nodes[1], &again), 202).unwrap_err().contains("no escrow of epoch 1 due"));
     let file = EscrowFile::new(CLUSTER, cfg.clone(), state.keys.escrow.clone().unwrap());

@@ -194,7 +194,9 @@ impl<'a> Reader<'a> {
 // Key material
 // ---------------------------------------------------------------------------------------------------
 
-/// One holder's long-lived share of the root signing key (frost `KeyPackage`). Zeroized on drop.
+/// One holder's long-lived share of the root signing key (frost `KeyPackage`). Zeroized on drop
+/// (every clone too).
+#[derive(Clone)]
 pub struct KeyShare {
     x: u16,
     inner: KeyPackage,
@@ -740,10 +742,14 @@ pub fn verify_reshare_share(dealer: u16, commitment: &[u8], x: u16, share: &[u8;
 pub fn check_reshare_commitment(commitment: &[u8], old: &GroupPublic, dealer_x: u16) -> Result<()> {
     let dealer = dealer_x;
     let vs = old.verifying_share(dealer).ok_or(FrostError::ReshareMismatch { dealer, reason: "not an old holder" })?;
-    let points = dealer_commitment(dealer, commitment)?;
-    match points.first() {
-        Some(c0) if c0.compress().to_bytes() == vs => Ok(()),
-        _ => Err(FrostError::ReshareMismatch { dealer, reason: "commitment is not to the dealer's old share" }),
+    check_constant_term(commitment, &vs, dealer, "commitment is not to the dealer's old share")
+}
+
+/// Checks that a dealer's commitment C has C(0) = `expected` (compressed point).
+fn check_constant_term(commitment: &[u8], expected: &[u8; 32], dealer: u16, reason: &'static str) -> Result<()> {
+    match dealer_commitment(dealer, commitment)?.first() {
+        Some(c0) if c0.compress().to_bytes() == *expected => Ok(()),
+        _ => Err(FrostError::ReshareMismatch { dealer, reason }),
     }
 }
 
@@ -812,11 +818,7 @@ fn group_of(
 
 /// Checks a recovery dealer's commitment: its constant term must be the group key being restored.
 pub fn check_restore_commitment(commitment: &[u8], verifying_key: &[u8; 32], dealer: u16) -> Result<()> {
-    let points = dealer_commitment(dealer, commitment)?;
-    match points.first() {
-        Some(c0) if c0.compress().to_bytes() == *verifying_key => Ok(()),
-        _ => Err(FrostError::ReshareMismatch { dealer, reason: "commitment is not to the restored key" }),
-    }
+    check_constant_term(commitment, verifying_key, dealer, "commitment is not to the restored key")
 }
 
 /// The group's public data after a recovery: one dealer shared the whole key (degree `t - 1`

@@ -20,8 +20,8 @@ use zeroize::Zeroizing;
 use super::{KeyError, KeyNode};
 use crate::state::NodeId;
 use crate::threshold::ceremony::{
-    check_secret_deal, desired_holders, Ceremony, CeremonyKind, Deal, GroupKeys, KeyCommand, KeyMsg, SecretDeal,
-    CEREMONY_TIMEOUT_SECS,
+    check_secret_deal, desired_holders, escrow_due, Ceremony, CeremonyKind, Deal, GroupKeys, KeyCommand, KeyMsg,
+    SecretDeal, CEREMONY_TIMEOUT_SECS,
 };
 use crate::threshold::envelope::Envelope;
 use crate::threshold::{bls, frost, share_index};
@@ -99,13 +99,16 @@ pub async fn run(node: Arc<KeyNode>, stop: impl std::future::Future<Output = ()>
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = &mut stop => return,
         }
-        let state = node.view.state();
-        if state.genesis_digest.is_none() {
+        // Only the ceremony's part of the key state: not the CA certificates.
+        let Some((current, ceremony, desired, escrow)) = node.view.with_state(|s| {
+            s.genesis_digest.map(|_| {
+                let escrow = escrow_due(&node.params(), &s.keys, node.me);
+                (s.keys.current.clone(), s.keys.ceremony.clone(), desired_holders(s), escrow)
+            })
+        }) else {
             continue;
-        }
-        let (current, ceremony, desired) =
-            (state.keys.current.clone(), state.keys.ceremony.clone(), desired_holders(&state));
-        if let Err(e) = super::recovery::tick(&node, &state).await {
+        };
+        if let Err(e) = super::recovery::tick(&node, current.is_some(), ceremony.is_some(), escrow).await {
             tracing::warn!(error = %e, "key escrow or restore; retrying in 2 s");
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
