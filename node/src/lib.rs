@@ -10,9 +10,12 @@
 //! - [`threshold`]: the threshold root keys: BLS and FROST sharings, DKG and
 //!   resharing rules, the threshold PRF, signed ceremony messages.
 //! - [`keys`]: the namespace key hierarchy (child keys of `S(ns, v)` by
-//!   typed HKDF labels) and stored secrets encrypted under it.
+//!   typed HKDF labels) and secrets sealed with HPKE (stored secrets, keys
+//!   released to workloads).
 //! - [`ca`]: certificate profiles of the root and namespace CAs, built in two
-//!   passes around a threshold signature.
+//!   passes around a threshold signature; workload leaf certificates and CRLs.
+//! - [`workload`]: the workload serving path: challenges and the evidence
+//!   binding, config references, config backends.
 //! - [`state`]: the replicated cluster state, its commands and their
 //!   validate-on-apply rules; genesis; signed admin commands.
 //! - [`rfc3339`]: the time format shown and read everywhere.
@@ -35,3 +38,4 @@ pub mod rfc3339;
 pub mod state;
 pub mod store;
 pub mod threshold;
+pub mod workload;

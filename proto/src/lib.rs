@@ -87,8 +87,8 @@ pub fn error_detail(status: &tonic::Status) -> Option<v1::ErrorDetail> {
 #[cfg(test)]
 mod tests {
     use super::v1::{
-        admin_command::Body, AdminCommand, AdminSignature, CreateNamespace, ErrorDetail, ErrorReason,
-        MeasurementPolicy, NamespacePolicy, SignedCommand,
+        admin_command::Body, AdminCommand, AdminSignature, CreateNamespace, ErrorDetail, ErrorReason, NamespacePolicy,
+        SignedCommand,
     };
     use super::*;
 
@@ -101,11 +101,7 @@ mod tests {
             reason: "unit test".into(),
             body: Some(Body::CreateNamespace(CreateNamespace {
                 namespace: "payments".into(),
-                policy: Some(NamespacePolicy {
-                    workloads: Some(MeasurementPolicy { allow_simulated: true, ..Default::default() }),
-                    require_encrypted_secrets: true,
-                    ..Default::default()
-                }),
+                policy: Some(NamespacePolicy { toml: "require_encrypted_secrets = true\n".into() }),
             })),
         }
     }

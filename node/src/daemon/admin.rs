@@ -14,6 +14,7 @@ use super::keys;
 use crate::raft::service::not_yet;
 use crate::raft::types::Raft;
 use crate::state::genesis::Genesis;
+use crate::state::namespace::ConfigSource;
 use crate::state::{admin, Command, MemberStatus as Role, Response as Applied};
 use crate::store::StateView;
 use crate::threshold::ceremony::KeyState;
@@ -132,10 +133,12 @@ impl AdminService for AdminServer {
     ) -> Result<Response<GetCaCertificatesResponse>, Status> {
         let ns = &req.get_ref().namespace;
         let (root, namespace) = self.state.with_state(|s| {
-            if !ns.is_empty() && !s.namespaces.contains(ns) {
-                return Err(Status::not_found(format!("namespace {ns:?} does not exist")));
-            }
-            let namespace = s.keys.namespace_cas.get(&(ns.clone(), keys::derive::CURRENT_SECRET_VERSION)).cloned();
+            let current = match s.namespaces.get(ns) {
+                Some(n) => n.current_version,
+                None if ns.is_empty() => 0,
+                None => return Err(Status::not_found(format!("namespace {ns:?} does not exist"))),
+            };
+            let namespace = s.keys.namespace_cas.get(&(ns.clone(), current)).cloned();
             Ok((s.keys.root_ca.clone(), namespace))
         })?;
         let root_ca_der = root.ok_or_else(|| {
@@ -152,7 +155,10 @@ impl AdminService for AdminServer {
     #[tracing::instrument(skip_all, name = "admin.probe_keys")]
     async fn probe_keys(&self, req: Request<ProbeKeysRequest>) -> Result<Response<ProbeKeysResponse>, Status> {
         let req = req.into_inner();
-        let version = if req.version == 0 { keys::derive::CURRENT_SECRET_VERSION } else { req.version };
+        let version = match req.version {
+            0 => self.state.with_state(|s| s.namespaces.get(&req.namespace).map_or(1, |n| n.current_version)),
+            v => v,
+        };
         let mut resp = ProbeKeysResponse {
             epoch: self.state.with_state(|s| s.keys.current.as_ref().map_or(0, |k| k.epoch)),
             ..Default::default()
@@ -219,18 +225,93 @@ impl AdminService for AdminServer {
         _r: Request<ListNamespacesRequest>,
     ) -> Result<Response<ListNamespacesResponse>, Status> {
         let namespaces = self.state.with_state(|s| {
-            s.namespaces.iter().map(|n| NamespaceSummary { namespace: n.clone(), ..Default::default() }).collect()
+            s.namespaces
+                .iter()
+                .map(|(n, ns)| NamespaceSummary {
+                    namespace: n.clone(),
+                    current_secret_version: ns.current_version,
+                    policy_version: ns.policy_version,
+                })
+                .collect()
         });
         Ok(Response::new(ListNamespacesResponse { namespaces }))
     }
-    async fn get_namespace(&self, _r: Request<GetNamespaceRequest>) -> Result<Response<GetNamespaceResponse>, Status> {
-        not_yet("namespace details")
+    #[tracing::instrument(skip_all, name = "admin.get_namespace")]
+    async fn get_namespace(&self, r: Request<GetNamespaceRequest>) -> Result<Response<GetNamespaceResponse>, Status> {
+        let name = r.into_inner().namespace;
+        let ns = self
+            .state
+            .with_state(|s| s.namespaces.get(&name).cloned())
+            .ok_or_else(|| Status::not_found(format!("namespace {name:?} does not exist")))?;
+        // The ingest key needs the namespace secret; without threshold keys there is none yet.
+        let ingest_public_key = match keys::derive::namespace_secret(&self.keys, &name, ns.current_version, true).await
+        {
+            Ok(d) => crate::keys::sealing::ingest_key(&d.secret).1.to_vec(),
+            Err(e) => {
+                tracing::debug!(error = %e, "no ingest key");
+                Vec::new()
+            }
+        };
+        let configs = ns
+            .configs
+            .iter()
+            .map(|(n, c)| {
+                let (content, backend_uri) = match &c.source {
+                    ConfigSource::Inline(b) => (b.clone(), String::new()),
+                    ConfigSource::Uri(u) => (Vec::new(), u.clone()),
+                };
+                ConfigInfo {
+                    name: n.clone(),
+                    digest: c.digest.to_vec(),
+                    media_type: c.media_type.clone(),
+                    content,
+                    backend_uri,
+                }
+            })
+            .collect();
+        Ok(Response::new(GetNamespaceResponse {
+            summary: Some(NamespaceSummary {
+                namespace: name,
+                current_secret_version: ns.current_version,
+                policy_version: ns.policy_version,
+            }),
+            policy: ns.policy.clone().map(|toml| NamespacePolicy { toml }),
+            active_secret_versions: ns.versions.keys().copied().collect(),
+            ingest_public_key,
+            stored_keys: ns
+                .secrets
+                .iter()
+                .map(|(p, s)| StoredKeyInfo { key_path: p.clone(), written_at_unix: s.written_at, version: s.version })
+                .collect(),
+            configs,
+            access_token_ids: vec![],
+        }))
     }
+
+    #[tracing::instrument(skip_all, name = "admin.list_certificates")]
     async fn list_certificates(
         &self,
-        _r: Request<ListCertificatesRequest>,
+        r: Request<ListCertificatesRequest>,
     ) -> Result<Response<ListCertificatesResponse>, Status> {
-        not_yet("certificates")
+        let name = r.into_inner().namespace;
+        let ns = self
+            .state
+            .with_state(|s| s.namespaces.get(&name).cloned())
+            .ok_or_else(|| Status::not_found(format!("namespace {name:?} does not exist")))?;
+        let doc = ns.document(&name).ok().flatten();
+        let mut certificates: Vec<IssuedCertificate> = ns
+            .certs
+            .iter()
+            .map(|(serial, c)| IssuedCertificate {
+                serial: hex::decode(serial).unwrap_or_default(),
+                subject: c.subject.clone(),
+                matched_rule: c.rule.clone(),
+                not_after_unix: c.not_after as i64,
+                revoked: ns.revocation(serial, c, doc.as_ref()).is_some(),
+            })
+            .collect();
+        certificates.sort_by_key(|c| std::cmp::Reverse(c.not_after_unix));
+        Ok(Response::new(ListCertificatesResponse { certificates, next_page_token: String::new() }))
     }
     async fn audit_log(&self, _r: Request<AuditLogRequest>) -> Result<Response<AuditLogResponse>, Status> {
         not_yet("the audit log")

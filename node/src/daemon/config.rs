@@ -10,6 +10,8 @@
 //! # peer_source_ip = "10.0.0.6"     # local address to dial peers from (multi-homed hosts)
 //! admin_listen = "127.0.0.1:7200"  # guardctl (server-attested TLS; commands are signed)
 //! health_listen = "127.0.0.1:7300" # HTTP: /healthz (process up), /readyz (in a cluster with a leader)
+//! workload_listen = "0.0.0.0:7400"  # attested workloads (WorkloadService); omitted = not served
+//! workload_config_dirs = ["/srv/guardian/configs"]  # where file:// configs may live (default none)
 //! log_format = "text"              # or "json"
 //!
 //! [tee]
@@ -89,6 +91,10 @@ pub struct Config {
     pub peer_source_ip: Option<std::net::IpAddr>,
     pub admin_listen: SocketAddr,
     pub health_listen: SocketAddr,
+    /// The workload port, if this node serves workloads.
+    pub workload_listen: Option<SocketAddr>,
+    /// Directories `file://` configs may be read from.
+    pub workload_config_dirs: Vec<PathBuf>,
     pub log_format: LogFormat,
     pub tee: TeeConfig,
     pub sealer: SealerConfig,
@@ -113,6 +119,9 @@ pub struct ConfigToml {
     pub peer_source_ip: Option<std::net::IpAddr>,
     pub admin_listen: Option<SocketAddr>,
     pub health_listen: Option<SocketAddr>,
+    pub workload_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub workload_config_dirs: Vec<PathBuf>,
     pub log_format: Option<LogFormat>,
     pub heartbeat_ms: Option<u64>,
     pub election_timeout_ms: Option<u64>,
@@ -243,6 +252,8 @@ impl ConfigToml {
             peer_source_ip: self.peer_source_ip,
             admin_listen: self.admin_listen.ok_or_else(|| need("admin_listen"))?,
             health_listen: self.health_listen.ok_or_else(|| need("health_listen"))?,
+            workload_listen: self.workload_listen,
+            workload_config_dirs: self.workload_config_dirs,
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             tee,
             sealer: self.sealer.build()?,

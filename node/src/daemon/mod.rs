@@ -8,6 +8,7 @@
 //! - [`keys`]: the threshold keys on this node: ceremonies, namespace secrets, FROST signing, CA certificates.
 //! - [`admin`]: the admin gRPC service (signed commands, status, pending joins).
 //! - [`health`]: `/healthz` and `/readyz` over HTTP.
+//! - [`workload`]: the workload service (challenge, attest, keys, configs, CA bundle, CRL).
 
 pub mod admin;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod joins;
 pub mod keys;
 pub mod membership;
 pub mod node;
+pub mod workload;
 
 use std::sync::Arc;
 

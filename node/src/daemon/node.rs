@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use guardian_proto::v1::admin_service_server::AdminServiceServer;
 use guardian_proto::v1::peer_service_server::PeerServiceServer;
+use guardian_proto::v1::workload_service_server::WorkloadServiceServer;
 use openraft::{Config as RaftConfig, SnapshotPolicy};
 use tokio::sync::watch;
 
@@ -241,6 +242,7 @@ pub async fn run(
     }
     let observed: Observed = Arc::default();
     let provisional: Provisional = Arc::default();
+    let workload_verifier = verifier.clone();
     let policy: Arc<dyn PeerPolicy> = Arc::new(
         AttestingPeerPolicy::new(genesis.cluster_id, verifier, genesis.guardian_policy.clone())
             .with_extra(membership_check(&genesis, view.clone(), observed.clone(), provisional.clone())),
@@ -329,6 +331,23 @@ pub async fn run(
     }));
     let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
 
+    // The workload port: RA-TLS server certificate, optional client certificates.
+    let workload_task = match config.workload_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| err("binding the workload port")(e.to_string()))?;
+            let tls =
+                super::workload::tls::server_tls(creds.clone()).map_err(|e| err("workload TLS")(e.to_string()))?;
+            let files = crate::workload::backend::FileBackend { roots: config.workload_config_dirs.clone() };
+            let serving = Arc::new(super::workload::Serving::new(keys.clone(), workload_verifier, files));
+            let router = tonic::transport::Server::builder()
+                .add_service(WorkloadServiceServer::new(super::workload::serve::WorkloadServer(serving)));
+            Some(tokio::spawn(grpc::serve(listener, tls, router, stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
+
     let ready =
         Arc::new(Ready { raft: raft.clone(), state: view.clone(), me: config.node_id, founder, keys: keys.clone() });
     let health_task = tokio::spawn(health::serve(health_listener, ready, stopped(stop_rx.clone())));
@@ -380,7 +399,8 @@ pub async fn run(
             }
         }
     });
-    tracing::info!(node = config.node_id, peer = %advertise, admin = %config.admin_listen, health = %config.health_listen, "guardian node started");
+    let workload = config.workload_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
+    tracing::info!(node = config.node_id, peer = %advertise, admin = %config.admin_listen, health = %config.health_listen, %workload, "guardian node started");
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -394,6 +414,9 @@ pub async fn run(
     let _ = health_task.await;
     let _ = peer_task.await;
     let _ = admin_task.await;
+    if let Some(t) = workload_task {
+        let _ = t.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -52,6 +52,46 @@ impl std::fmt::Display for KeyName {
     }
 }
 
+/// A key path as workloads ask for it: `<type>/<name>` (the KBS
+/// `<type>/<tag>`). `pvc/<name>` and `volume/<name>` are volume keys named
+/// `<name>`; any other type is an application secret named by the whole
+/// path, so `secret/x` and `cosign/x` are different keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPath {
+    path: KeyName,
+    /// The volume name, for volume keys.
+    volume: Option<KeyName>,
+}
+
+impl KeyPath {
+    pub fn parse(path: &str) -> Result<Self, KeysError> {
+        let name = KeyName::new(path)?;
+        let Some((kind, rest)) = path.split_once('/') else {
+            return Err(KeysError::BadName { name: path.to_string(), why: "use <type>/<name>, e.g. pvc/db-data" });
+        };
+        if kind.is_empty()
+            || kind.len() > 32
+            || !kind.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(KeysError::BadName { name: path.to_string(), why: "the type is 1-32 of a-z, 0-9, '-'" });
+        }
+        let volume = matches!(kind, "pvc" | "volume").then(|| KeyName::new(rest)).transpose()?;
+        Ok(KeyPath { path: name, volume })
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.path.as_str()
+    }
+
+    /// What the key at this path is derived for.
+    pub fn purpose(&self) -> Purpose<'_> {
+        match &self.volume {
+            Some(v) => Purpose::Volume(v),
+            None => Purpose::AppSecret(&self.path),
+        }
+    }
+}
+
 /// What a child key is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose<'a> {
@@ -61,8 +101,9 @@ pub enum Purpose<'a> {
     AppSecret(&'a KeyName),
     /// The seed of the namespace CA's Ed25519 key.
     NamespaceCaSeed,
-    /// The key that encrypts the namespace's stored secrets ([`super::stored`]).
-    StoredSecrets,
+    /// The seed of the namespace ingest key (X25519) that admins seal
+    /// stored secrets to ([`super::sealing`]).
+    IngestKey,
 }
 
 impl Purpose<'_> {
@@ -73,7 +114,7 @@ impl Purpose<'_> {
             Purpose::Volume(name) => (CHILD_SALT, named(b"volume", name)),
             Purpose::AppSecret(name) => (CHILD_SALT, named(b"app-secret", name)),
             Purpose::NamespaceCaSeed => (CA_SALT, CA_INFO.to_vec()),
-            Purpose::StoredSecrets => (CHILD_SALT, b"stored-secrets\0".to_vec()),
+            Purpose::IngestKey => (CHILD_SALT, b"ingest-key\0".to_vec()),
         }
     }
 }
@@ -104,6 +145,21 @@ mod tests {
     }
 
     #[test]
+    fn key_paths_pick_the_purpose_by_type() {
+        let s = [9u8; 32];
+        let pvc = KeyPath::parse("pvc/db").unwrap();
+        let vol = KeyPath::parse("volume/db").unwrap();
+        assert_eq!(derive(&s, pvc.purpose()), derive(&s, vol.purpose()));
+        let secret = KeyPath::parse("secret/db").unwrap();
+        let cosign = KeyPath::parse("cosign/db").unwrap();
+        assert_ne!(derive(&s, secret.purpose()), derive(&s, cosign.purpose()));
+        assert_ne!(derive(&s, secret.purpose()), derive(&s, pvc.purpose()));
+        for bad in ["db", "PVC/db", "pvc/", "/db", "pvc/../x", "a_b/c"] {
+            assert!(KeyPath::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn purposes_and_names_give_different_keys_and_the_same_inputs_the_same_key() {
         let s = [7u8; 32];
         let db = KeyName::new("db").unwrap();
@@ -113,7 +169,7 @@ mod tests {
             derive(&s, Purpose::Volume(&db2)),
             derive(&s, Purpose::AppSecret(&db)),
             derive(&s, Purpose::NamespaceCaSeed),
-            derive(&s, Purpose::StoredSecrets),
+            derive(&s, Purpose::IngestKey),
             derive(&[8u8; 32], Purpose::Volume(&db)),
         ];
         for (i, a) in keys.iter().enumerate() {

@@ -5,20 +5,18 @@
 //!
 //! - [`hierarchy`]: child keys by HKDF with typed, domain-separated labels:
 //!   volume (PVC) keys and application secrets by name, the namespace CA
-//!   seed, the key that encrypts stored secrets.
-//! - [`stored`]: secrets written by admins, encrypted under the namespace
-//!   secret before they enter the replicated state.
+//!   seed, the namespace ingest key; key paths (`<type>/<name>`).
+//! - [`sealing`]: HPKE to X25519 recipients: stored secrets sealed to the
+//!   ingest key, keys sealed to workloads.
 
 pub mod hierarchy;
-pub mod stored;
+pub mod sealing;
+
+pub use hierarchy::{KeyName, KeyPath};
 
 /// Why a namespace key operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeysError {
     #[error("invalid key name {name:?}: {why}")]
     BadName { name: String, why: &'static str },
-    #[error("stored secret {name:?} does not decrypt under namespace {namespace} version {version}: wrong version, or the record was altered")]
-    Undecryptable { namespace: String, name: String, version: u32 },
-    #[error("stored secret too large: {len} bytes, at most {max}")]
-    TooLarge { len: usize, max: usize },
 }

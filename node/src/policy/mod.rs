@@ -11,6 +11,7 @@
 //! required; the Azure TCB quirk is off; the simulated TEE must be listed
 //! explicitly (and is refused by the verifier unless simulation is enabled).
 
+pub mod document;
 pub mod file;
 
 use std::collections::{BTreeMap, BTreeSet};

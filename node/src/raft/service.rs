@@ -5,8 +5,8 @@
 use guardian_proto::v1::peer_service_server::PeerService;
 use guardian_proto::v1::{
     raft_response, round_message, EvalShareRequest, EvalShareResponse, FrostCommitRequest, FrostCommitResponse,
-    FrostSignRequest, FrostSignResponse, JoinRequest, JoinResponse, RaftCodec, RaftRequest, RaftResponse, RoundAck,
-    RoundMessage,
+    FrostSignRequest, FrostSignResponse, JoinRequest, JoinResponse, ProposeRecordRequest, ProposeRecordResponse,
+    RaftCodec, RaftRequest, RaftResponse, RoundAck, RoundMessage,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -151,6 +151,26 @@ impl PeerService for PeerServer {
     async fn frost_commit(&self, req: Request<FrostCommitRequest>) -> Result<Response<FrostCommitResponse>, Status> {
         self.admit(&req)?;
         keys::signing::frost_commit(&self.keys, req.get_ref()).await.map(Response::new)
+    }
+
+    #[tracing::instrument(skip_all, name = "peer.propose_record")]
+    async fn propose_record(
+        &self,
+        req: Request<ProposeRecordRequest>,
+    ) -> Result<Response<ProposeRecordResponse>, Status> {
+        let from = self.admit(&req)?;
+        let envelope: Envelope = serde_json::from_slice(&req.get_ref().envelope_json)
+            .map_err(|e| Status::invalid_argument(format!("not an envelope: {e}")))?;
+        if envelope.from != from {
+            return Err(Status::permission_denied(format!("node {from} forwarded node {}'s record", envelope.from)));
+        }
+        if self.raft.metrics().borrow().current_leader != Some(self.keys.me) {
+            return Err(Status::unavailable("not the leader"));
+        }
+        crate::daemon::workload::serve::commit_record(&self.keys, envelope)
+            .await
+            .map(|log_index| Response::new(ProposeRecordResponse { log_index }))
+            .map_err(Status::failed_precondition)
     }
 
     #[tracing::instrument(skip_all, name = "peer.frost_sign")]

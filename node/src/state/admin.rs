@@ -13,7 +13,9 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use guardian_proto::v1::{admin_command::Body, AdminCommand, AdminSignature, SignedCommand};
 use prost::Message;
 
+use super::namespace::{ConfigSource, Namespace};
 use super::{ClusterState, JoinVerifier, Member, MemberStatus};
+use crate::policy::document::NamespaceDocument;
 
 /// Longest lifetime a command may ask for.
 pub const MAX_LIFETIME_SECS: i64 = 24 * 3600;
@@ -119,10 +121,52 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
     match body {
         Body::CreateNamespace(c) => {
             crate::policy::NamespaceName::new(&c.namespace)?;
-            if !next.namespaces.insert(c.namespace.clone()) {
+            if next.namespaces.contains_key(&c.namespace) {
                 return Err(format!("namespace {} already exists", c.namespace));
             }
-            next.namespace_created.insert(c.namespace.clone(), now);
+            let policy = c.policy.as_ref().map(|p| p.toml.clone()).filter(|t| !t.trim().is_empty());
+            if let Some(p) = &policy {
+                NamespaceDocument::parse(&c.namespace, p).map_err(|e| e.to_string())?;
+            }
+            next.namespaces.insert(c.namespace.clone(), Namespace::new(now, policy));
+        }
+        Body::SetNamespacePolicy(p) => {
+            let toml = p.policy.as_ref().map(|p| p.toml.as_str()).unwrap_or_default();
+            namespace(&mut next, &p.namespace)?.set_policy(&p.namespace, toml, p.expected_policy_version)?;
+        }
+        Body::RotateNamespaceSecret(r) => {
+            namespace(&mut next, &r.namespace)?.rotate(now);
+        }
+        Body::RetireNamespaceSecretVersion(r) => namespace(&mut next, &r.namespace)?.retire(r.version)?,
+        Body::PutSecret(p) => {
+            let sealed = p.encrypted_secret.as_ref().ok_or("PutSecret without a sealed secret")?;
+            let (version, context) = match p.key_path.strip_prefix("sealed/") {
+                // Pre-encrypted to a workload: passed through, never opened by the cluster.
+                Some(_) => (0, sealed.context.clone()),
+                None => (p.version, crate::keys::sealing::put_context(&p.namespace, &p.key_path, p.version)),
+            };
+            if sealed.context != context {
+                return Err(format!("the secret is sealed for {:?}, not {context:?}", sealed.context));
+            }
+            let ns = namespace(&mut next, &p.namespace)?;
+            ns.put_secret(&p.key_path, version, prost::Message::encode_to_vec(sealed), now)?;
+        }
+        Body::DeleteSecret(d) => {
+            if namespace(&mut next, &d.namespace)?.secrets.remove(&d.key_path).is_none() {
+                return Err(format!("namespace {} has no stored secret {:?}", d.namespace, d.key_path));
+            }
+        }
+        Body::PutConfig(c) => {
+            let digest: [u8; 32] = c.digest.as_slice().try_into().map_err(|_| "a config digest is 32 bytes")?;
+            let source = match c.backend_uri.as_str() {
+                "" => ConfigSource::Inline(c.content.clone()),
+                uri if c.content.is_empty() => ConfigSource::Uri(uri.to_string()),
+                _ => return Err("give the content or a backend URI, not both".into()),
+            };
+            namespace(&mut next, &c.namespace)?.put_config(&c.name, &c.media_type, source, digest, now)?;
+        }
+        Body::RevokeCertificate(r) => {
+            namespace(&mut next, &r.namespace)?.revoke_serial(&hex::encode(&r.serial), now)?;
         }
         Body::AddAdmin(a) => {
             let pk: [u8; 32] = a.public_key.as_slice().try_into().map_err(|_| "admin key must be 32 bytes")?;
@@ -193,6 +237,11 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
     next.admin_commands_applied += 1;
     *state = next;
     Ok(())
+}
+
+/// A namespace to change.
+fn namespace<'s>(state: &'s mut ClusterState, name: &str) -> Result<&'s mut Namespace, String> {
+    state.namespaces.get_mut(name).ok_or_else(|| format!("namespace {name:?} does not exist"))
 }
 
 /// A peer address must be `host:port` with a non-zero port.

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use super::genesis::Genesis;
+use super::namespace::Record;
 use crate::threshold::ceremony;
+use crate::threshold::envelope::{Domain, Envelope};
 
 use super::{admin, Applier, ClusterState, Command, JoinVerifier, Response};
 
@@ -23,6 +25,7 @@ impl Applier for NodeApplier {
                 Some(_) => admin::promote(state, *node_id),
                 None => Err("promotion before bootstrap".into()),
             },
+            Command::Record { envelope, proposed_at } => self.record(state, envelope, *proposed_at),
             Command::Key { cmd, proposed_at } => {
                 let now = (*proposed_at).max(state.clock);
                 ceremony::apply(&self.genesis.key_params(), state, cmd, now).map(|()| state.clock = now)
@@ -63,6 +66,42 @@ impl NodeApplier {
         state.members = members.iter().map(|m| (m.id, m.clone())).collect();
         state.admins = self.genesis.admins.iter().map(|a| (admin::key_id(&a.public_key), a.public_key)).collect();
         state.admin_quorum = self.genesis.admin_quorum;
+        Ok(())
+    }
+
+    /// A node's record: signed by a member, then checked by the namespace's rules.
+    fn record(&self, state: &mut ClusterState, envelope: &Envelope, proposed_at: u64) -> Result<(), String> {
+        let member = state
+            .members
+            .get(&envelope.from)
+            .ok_or_else(|| format!("record from node {}, which is not a member", envelope.from))?;
+        let body =
+            envelope.open_in(Domain::Record, &self.genesis.cluster_id, &member.identity).map_err(|e| e.to_string())?;
+        let record: Record = serde_json::from_slice(body).map_err(|e| format!("malformed record: {e}"))?;
+        let now = proposed_at.max(state.clock);
+        match record {
+            Record::CertIssued { namespace, serial, challenge, challenge_expires, cert } => {
+                if cert.issued_by != envelope.from {
+                    return Err(format!(
+                        "node {} signed a record of node {}'s certificate",
+                        envelope.from, cert.issued_by
+                    ));
+                }
+                if challenge_expires < now {
+                    return Err("the workload's challenge expired before its certificate was recorded".into());
+                }
+                let challenge = hex::encode(challenge);
+                if state.spent_challenges.contains_key(&challenge) {
+                    return Err("the workload's challenge was already used: replayed evidence".into());
+                }
+                let ns = state.namespaces.get_mut(&namespace).ok_or_else(|| format!("no namespace {namespace:?}"))?;
+                ns.record_cert(&namespace, &serial, cert, now)?;
+                ns.prune(now);
+                state.spent_challenges.retain(|_, expires| *expires >= now);
+                state.spent_challenges.insert(challenge, challenge_expires);
+            }
+        }
+        state.clock = now;
         Ok(())
     }
 

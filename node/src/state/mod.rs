@@ -9,16 +9,20 @@
 //! - [`genesis`]: the genesis file that founds a cluster.
 //! - [`admin`]: signed admin commands: signatures, quorum, replay protection.
 //! - [`apply`]: the node's validate-on-apply rules for every command.
+//! - [`namespace`]: a namespace's policy, secret versions, stored secrets,
+//!   configs and issued certificates, and the rules for changing them.
 
 pub mod admin;
 pub mod apply;
 pub mod genesis;
+pub mod namespace;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::threshold::ceremony::{KeyCommand, KeyState};
+use crate::threshold::envelope::Envelope;
 
 /// Raft node id.
 pub type NodeId = u64;
@@ -74,6 +78,9 @@ pub enum Command {
     /// A key-ceremony step (see [`crate::threshold::ceremony`]), at the
     /// leader's proposal time.
     Key { cmd: KeyCommand, proposed_at: u64 },
+    /// A node-signed [`namespace::Record`] (a workload certificate it
+    /// issued), checked on apply like everything else.
+    Record { envelope: Envelope, proposed_at: u64 },
 }
 
 /// What applying a command produced.
@@ -121,10 +128,10 @@ pub struct ClusterState {
     pub admin_quorum: u32,
     /// Nonces (hex) of applied admin commands, with their expiry: a replay is refused.
     pub used_nonces: BTreeMap<String, u64>,
-    /// Namespaces created so far (their contents come with the namespace service).
-    pub namespaces: BTreeSet<String>,
-    /// When each namespace was created (cluster clock): fixes its CA certificate's validity.
-    pub namespace_created: BTreeMap<String, u64>,
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, namespace::Namespace>,
+    /// Workload challenges spent on certificates (hex of their SHA-256), with their expiry.
+    pub spent_challenges: BTreeMap<String, u64>,
     /// Count of admin commands applied (a cheap convergence check for tests).
     pub admin_commands_applied: u64,
     /// The cluster's clock: the latest proposal time applied. It never goes

@@ -130,7 +130,7 @@ fn admin_commands_need_valid_fresh_unreplayed_signatures() {
 
     let ok = signed(&command(ns("team-a"), 1, now as i64), &[&a]);
     assert_eq!(apply(&mut state, ok.clone(), now), Response::Applied);
-    assert!(state.namespaces.contains("team-a"));
+    assert!(state.namespaces.contains_key("team-a"));
     // Replay of the same signed bytes.
     let before = state.clone();
     let r = apply(&mut state, ok, now + 1);

@@ -30,7 +30,10 @@ pub fn namespace_params(
     public_key: [u8; 32],
 ) -> Result<NamespaceCaParams, String> {
     let keys = state.keys.current.as_ref().ok_or("no threshold keys yet")?;
-    let created = *state.namespace_created.get(namespace).ok_or_else(|| format!("no namespace {namespace:?}"))?;
+    let ns = state.namespaces.get(namespace).ok_or_else(|| format!("no namespace {namespace:?}"))?;
+    // A version's CA starts when the version does (creation, or the rotation to it).
+    let created =
+        *ns.versions.get(&version).ok_or_else(|| format!("namespace {namespace:?} has no live version {version}"))?;
     Ok(NamespaceCaParams {
         root: root_params(cluster_id, keys)?,
         namespace: namespace.to_string(),
@@ -39,6 +42,11 @@ pub fn namespace_params(
         // A namespace created before the keys existed starts with them.
         not_before: created.max(keys.created_at),
     })
+}
+
+/// The Ed25519 subject key of a CA certificate.
+pub fn subject_key(der: &[u8]) -> Result<[u8; 32], String> {
+    signature_and_key(der).map(|(_, key)| key)
 }
 
 /// The signature and subject key of a certificate.

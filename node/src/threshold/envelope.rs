@@ -16,7 +16,27 @@ use sha2::{Digest, Sha256};
 
 use crate::state::{NodeId, NodeIdentity};
 
-const CONTEXT: &[u8] = b"guardian/v1/key-message";
+/// What a signed message is, bound into the signature so that a message of
+/// one kind can never pass for another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Domain {
+    /// A key-ceremony message.
+    KeyMessage,
+    /// A record for the log (e.g. a workload certificate a node issued).
+    Record,
+    /// A workload challenge (nonce) a node issued.
+    Challenge,
+}
+
+impl Domain {
+    fn context(self) -> &'static [u8] {
+        match self {
+            Domain::KeyMessage => b"guardian/v1/key-message",
+            Domain::Record => b"guardian/v1/record",
+            Domain::Challenge => b"guardian/v1/workload-challenge",
+        }
+    }
+}
 
 /// Why an envelope was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,9 +72,10 @@ impl std::fmt::Debug for Envelope {
     }
 }
 
-fn signing_input(cluster_id: &[u8; 16], from: NodeId, body: &[u8]) -> Vec<u8> {
-    let mut input = Vec::with_capacity(CONTEXT.len() + 1 + 16 + 8 + body.len());
-    input.extend_from_slice(CONTEXT);
+fn signing_input(domain: Domain, cluster_id: &[u8; 16], from: NodeId, body: &[u8]) -> Vec<u8> {
+    let context = domain.context();
+    let mut input = Vec::with_capacity(context.len() + 1 + 16 + 8 + body.len());
+    input.extend_from_slice(context);
     input.push(0);
     input.extend_from_slice(cluster_id);
     input.extend_from_slice(&from.to_be_bytes());
@@ -63,7 +84,7 @@ fn signing_input(cluster_id: &[u8; 16], from: NodeId, body: &[u8]) -> Vec<u8> {
 }
 
 impl Envelope {
-    /// Sign `body` as node `from`; `sign` is the node key's ECDSA signer.
+    /// Sign a key-ceremony message `body` as node `from`; `sign` is the node key's ECDSA signer.
     pub fn seal(
         cluster_id: &[u8; 16],
         from: NodeId,
@@ -71,18 +92,40 @@ impl Envelope {
         body: Vec<u8>,
         sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
     ) -> Result<Self, EnvelopeError> {
-        let signature = sign(&signing_input(cluster_id, from, &body)).map_err(EnvelopeError::Signing)?;
+        Self::seal_in(Domain::KeyMessage, cluster_id, from, spki, body, sign)
+    }
+
+    /// Sign `body` of kind `domain` as node `from`.
+    pub fn seal_in(
+        domain: Domain,
+        cluster_id: &[u8; 16],
+        from: NodeId,
+        spki: Vec<u8>,
+        body: Vec<u8>,
+        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
+    ) -> Result<Self, EnvelopeError> {
+        let signature = sign(&signing_input(domain, cluster_id, from, &body)).map_err(EnvelopeError::Signing)?;
         Ok(Envelope { from, spki, body, signature })
     }
 
-    /// The body, if the signature is valid and the key is `identity`.
+    /// The body of a key-ceremony message, if the signature is valid and the key is `identity`.
     pub fn open(&self, cluster_id: &[u8; 16], identity: &NodeIdentity) -> Result<&[u8], EnvelopeError> {
+        self.open_in(Domain::KeyMessage, cluster_id, identity)
+    }
+
+    /// The body of a message of kind `domain`, if the signature is valid and the key is `identity`.
+    pub fn open_in(
+        &self,
+        domain: Domain,
+        cluster_id: &[u8; 16],
+        identity: &NodeIdentity,
+    ) -> Result<&[u8], EnvelopeError> {
         if NodeIdentity(Sha256::digest(&self.spki).into()) != *identity {
             return Err(EnvelopeError::WrongIdentity(self.from));
         }
         let key = VerifyingKey::from_public_key_der(&self.spki).map_err(|_| EnvelopeError::BadKey(self.from))?;
         let sig = Signature::from_der(&self.signature).map_err(|_| EnvelopeError::BadSignature(self.from))?;
-        key.verify(&signing_input(cluster_id, self.from, &self.body), &sig)
+        key.verify(&signing_input(domain, cluster_id, self.from, &self.body), &sig)
             .map_err(|_| EnvelopeError::BadSignature(self.from))?;
         Ok(&self.body)
     }

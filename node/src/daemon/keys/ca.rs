@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use guardian_proto::v1::{SigningIntent, SigningPurpose};
 
-use super::derive::{namespace_secret, CURRENT_SECRET_VERSION};
+use super::derive::namespace_secret;
 use super::signing::sign;
 use super::{KeyError, KeyNode};
 use crate::ca;
@@ -93,11 +93,12 @@ pub async fn issue(node: Arc<KeyNode>, stop: impl std::future::Future<Output = (
             continue;
         }
         let (ready, root, missing) = node.view.with_state(|s| {
-            let missing: Vec<String> = s
+            // Every live secret version of every namespace has a CA certificate.
+            let missing: Vec<(String, u32)> = s
                 .namespaces
                 .iter()
-                .filter(|n| !s.keys.namespace_cas.contains_key(&((*n).clone(), CURRENT_SECRET_VERSION)))
-                .cloned()
+                .flat_map(|(n, ns)| ns.versions.keys().map(move |v| (n.clone(), *v)))
+                .filter(|k| !s.keys.namespace_cas.contains_key(k))
                 .collect();
             (s.keys.current.is_some() && s.keys.ceremony.is_none(), s.keys.root_ca.is_some(), missing)
         });
@@ -115,10 +116,14 @@ pub async fn issue(node: Arc<KeyNode>, stop: impl std::future::Future<Output = (
             }
             continue;
         }
-        for namespace in missing {
-            match issue_namespace(&node, &namespace, CURRENT_SECRET_VERSION).await {
-                Ok(()) => tracing::info!(%namespace, "namespace CA certificate signed by the cluster and recorded"),
-                Err(e) => tracing::warn!(%namespace, error = %e, "signing the namespace CA certificate; will retry"),
+        for (namespace, version) in missing {
+            match issue_namespace(&node, &namespace, version).await {
+                Ok(()) => {
+                    tracing::info!(%namespace, version, "namespace CA certificate signed by the cluster and recorded")
+                }
+                Err(e) => {
+                    tracing::warn!(%namespace, version, error = %e, "signing the namespace CA certificate; will retry")
+                }
             }
         }
     }

@@ -33,9 +33,6 @@ const SHARE_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long answers not needed for the result are still checked (to name liars).
 const GRACE: Duration = Duration::from_millis(500);
 
-/// Namespace secret versions that exist. Rotation (issue 5) adds more.
-pub const CURRENT_SECRET_VERSION: u32 = 1;
-
 /// A derived namespace secret and how it was obtained.
 pub struct Derived {
     pub secret: Zeroizing<[u8; 32]>,
@@ -65,14 +62,13 @@ fn cache_key(namespace: &str, version: u32) -> Vec<u8> {
     k
 }
 
+/// The namespace exists and `version` (not 0) is live in it.
 fn check_namespace(state: &crate::state::ClusterState, namespace: &str, version: u32) -> Result<(), KeyError> {
-    if !state.namespaces.contains(namespace) {
-        return Err(KeyError::UnknownNamespace(namespace.to_string()));
+    let ns = state.namespaces.get(namespace).ok_or_else(|| KeyError::UnknownNamespace(namespace.to_string()))?;
+    match version {
+        0 => Err(KeyError::Other("secret version 0 is not a version (it means current only in requests)".into())),
+        v => ns.resolve_version(v).map(|_| ()).map_err(|e| KeyError::Other(format!("namespace {namespace:?}: {e}"))),
     }
-    if version == 0 || version > CURRENT_SECRET_VERSION {
-        return Err(KeyError::Other(format!("namespace {namespace:?} has no secret version {version}")));
-    }
-    Ok(())
 }
 
 /// `S(namespace, version)`, from the sealed cache or gathered from t holders.

@@ -16,6 +16,8 @@
 //! The namespace CA key is derived from a 32-byte namespace secret with HKDF-SHA256, so any node
 //! that holds the secret can recreate it; it signs leaves directly through rcgen.
 
+pub mod leaf;
+
 use std::cell::Cell;
 use std::fmt;
 
