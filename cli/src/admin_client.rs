@@ -37,6 +37,11 @@ impl Admin {
         &self.policy
     }
 
+    /// The same policy, shared (for other attested connections, e.g. workload ports).
+    pub fn shared_policy(&self) -> Arc<AttestingPeerPolicy> {
+        self.policy.clone()
+    }
+
     /// An admin client for one node; the node must prove it is that node.
     pub async fn connect(&self, node: &NodeEntry) -> anyhow::Result<AdminServiceClient<Channel>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -16,6 +16,9 @@ pub struct NodeEntry {
     pub peer_addr: String,
     pub admin_addr: String,
     pub health_addr: String,
+    /// Where the node serves attested workloads (WorkloadService), if it does.
+    #[serde(default)]
+    pub workload_addr: Option<String>,
     pub config: PathBuf,
     pub data_dir: PathBuf,
     /// Process id when started locally by `guardctl dev up`.
@@ -34,6 +37,10 @@ pub struct ClusterFile {
     /// node, for `guardctl dev add-node` (their keys are in `insecure_sim_keys`).
     #[serde(default)]
     pub insecure_spare_seeds: Vec<String>,
+    /// INSECURE development cluster: the seed of the simulated TEE `guardctl workload` uses to
+    /// play an attested workload (its key is in `insecure_sim_keys`).
+    #[serde(default)]
+    pub insecure_workload_seed: Option<String>,
     pub nodes: Vec<NodeEntry>,
 }
 

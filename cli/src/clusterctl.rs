@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use ed25519_dalek::SigningKey;
 use guardian_node::state::admin;
 use guardian_proto::v1::{
-    admin_command::Body, submit_request, AdminCommand, CreateNamespace, ListNamespacesRequest, NodeRole, RevokeNode,
-    SignedCommand, StatusRequest, SubmitRequest,
+    admin_command::Body, submit_request, AdminCommand, ListNamespacesRequest, NodeRole, RevokeNode, SignedCommand,
+    StatusRequest, SubmitRequest,
 };
 use rand::RngCore;
 use serde_json::json;
@@ -189,6 +189,8 @@ pub struct Sending<'a> {
     pub propose: Option<&'a Path>,
     /// Submit through this node only (default: any, until the leader commits).
     pub node: Option<u64>,
+    /// Print the outcome as JSON.
+    pub json: bool,
 }
 
 /// Sign `body` and submit it, or write it as a proposal.
@@ -219,12 +221,17 @@ pub async fn issue(how: Sending<'_>, body: Body, reason: &str) -> anyhow::Result
             );
             Ok(ExitCode::SUCCESS)
         }
-        None => send(&cluster, signed, how.node).await,
+        None => send(&cluster, signed, how.node, how.json).await,
     }
 }
 
 /// Submit a signed command, trying nodes (or only node `only`) until the leader commits it.
-pub async fn send(cluster: &ClusterFile, signed: SignedCommand, only: Option<u64>) -> anyhow::Result<ExitCode> {
+pub async fn send(
+    cluster: &ClusterFile,
+    signed: SignedCommand,
+    only: Option<u64>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(cluster)?;
     let mut last = String::from("no node answered");
     if only.is_some_and(|id| cluster.nodes.iter().all(|n| n.id != id)) {
@@ -242,12 +249,19 @@ pub async fn send(cluster: &ClusterFile, signed: SignedCommand, only: Option<u64
             let req = SubmitRequest { command: Some(submit_request::Command::SignedCommand(signed.clone())) };
             match client.submit(req).await {
                 Ok(r) => {
-                    out!("committed at log index {}", r.into_inner().log_index);
+                    let index = r.into_inner().log_index;
+                    match as_json {
+                        true => out!("{}", json!({ "committed": true, "log_index": index })),
+                        false => out!("committed at log index {index}"),
+                    }
                     return Ok(ExitCode::SUCCESS);
                 }
                 Err(s) if s.code() == tonic::Code::Unavailable => last = format!("node {}: {}", node.id, s.message()),
                 Err(s) => {
-                    eprintln!("guardctl: refused: {}", s.message());
+                    match as_json {
+                        true => out!("{}", json!({ "committed": false, "refused": s.message() })),
+                        false => eprintln!("guardctl: refused: {}", s.message()),
+                    }
                     return Ok(ExitCode::from(1));
                 }
             }
@@ -259,10 +273,6 @@ pub async fn send(cluster: &ClusterFile, signed: SignedCommand, only: Option<u64
 
 pub fn revoke_node(node_id: u64) -> Body {
     Body::RevokeNode(RevokeNode { node_id })
-}
-
-pub fn create_namespace(name: &str) -> Body {
-    Body::CreateNamespace(CreateNamespace { namespace: name.to_string(), ..Default::default() })
 }
 
 /// True when every node answers and they agree on a leader of a bootstrapped cluster.
@@ -328,5 +338,5 @@ pub fn approve(dir: &Path, file: &Path, key: Option<&Path>) -> anyhow::Result<Ex
 /// `guardctl submit FILE`.
 pub async fn submit_file(dir: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
-    send(&cluster, crate::proposal::read(file)?, None).await
+    send(&cluster, crate::proposal::read(file)?, None, false).await
 }

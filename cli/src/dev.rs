@@ -14,6 +14,17 @@ pub enum DevCmd {
     Up {
         #[command(flatten)]
         shape: Shape,
+        /// Once the cluster is ready, run the demo (see `dev demo`), then stop the nodes and exit
+        /// with the demo's status.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Walk a simulated workload (INSECURE) through the serving path of a running dev cluster:
+    /// namespace with a policy, stored secret and config; attest -> certificate -> PVC key ->
+    /// config; kill the leader; the same key from another node.
+    Demo {
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
     },
     /// Write a local cluster's genesis, admin key and node configs without starting it.
     Init {
@@ -91,7 +102,21 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             println!("wrote a {}-node development cluster to {}", cluster.nodes.len(), shape.dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        DevCmd::Up { shape } => up(&shape),
+        DevCmd::Up { shape, demo } => up(&shape, demo),
+        DevCmd::Demo { cluster } => {
+            let dir = cluster.clone();
+            let kill = move |id: u64| -> anyhow::Result<()> {
+                let c = crate::cluster::ClusterFile::load(&dir)?;
+                let pid = c.nodes.iter().find(|n| n.id == id).and_then(|n| n.pid);
+                let pid = pid
+                    .and_then(|p| i32::try_from(p).ok())
+                    .ok_or_else(|| anyhow::anyhow!("no pid for node {id} in cluster.json"))?;
+                // SAFETY: kill(2) on a pid guardctl recorded; SIGKILL has no memory effects here.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                Ok(())
+            };
+            tokio::runtime::Runtime::new()?.block_on(crate::demo::run(&cluster, kill))
+        }
         DevCmd::AddNode { cluster, no_start } => add_node(&cluster, no_start),
         DevCmd::SimEvidence { seed, label, report_data } => {
             let seed: [u8; 32] = hex::decode(&seed)
@@ -148,7 +173,7 @@ fn add_node(dir: &std::path::Path, no_start: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn up(shape: &Shape) -> anyhow::Result<ExitCode> {
+fn up(shape: &Shape, demo: bool) -> anyhow::Result<ExitCode> {
     use std::time::Duration;
     let bin = crate::devup::guardian_binary()?;
     let mut cluster = crate::devup::generate(&shape.options())?;
@@ -179,6 +204,22 @@ fn up(shape: &Shape) -> anyhow::Result<ExitCode> {
         ));
     }
     rt.block_on(crate::clusterctl::status(&dir, false))?;
+    if demo {
+        let children = std::sync::Mutex::new(children);
+        let ids: Vec<u64> = cluster.nodes.iter().map(|n| n.id).collect();
+        let kill = |id: u64| -> anyhow::Result<()> {
+            let i = ids.iter().position(|n| *n == id).ok_or_else(|| anyhow::anyhow!("no node {id}"))?;
+            let mut c = children.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            c[i].kill()?;
+            let _ = c[i].wait();
+            Ok(())
+        };
+        let outcome = rt.block_on(crate::demo::run(&dir, kill));
+        let mut children = children.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        println!("stopping...");
+        crate::devup::stop_all(&mut children, Duration::from_secs(10));
+        return outcome;
+    }
     println!("\n{} guardian nodes are running (logs: {}/node-N.log).", children.len(), dir.display());
     println!("  guardctl status --cluster {}", dir.display());
     println!("  guardctl namespace create NAME --cluster {}", dir.display());

@@ -79,8 +79,10 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
 
     let m = SimMeasurements::from_label(DEV_LABEL);
     let seeds: Vec<[u8; 32]> = (0..o.nodes + SPARE_NODES).map(|_| random::<32>()).collect();
+    let workload_seed = random::<32>();
     let sim_keys: Vec<String> = seeds
         .iter()
+        .chain([&workload_seed])
         .map(|s| hex::encode(SimTee::new(s, SimMeasurements::from_label(DEV_LABEL)).public_key()))
         .collect();
     let port = |offset: u32, i: u32| -> anyhow::Result<u16> {
@@ -100,6 +102,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
             peer_addr: format!("127.0.0.1:{}", port(0, i)?),
             admin_addr: format!("127.0.0.1:{}", port(100, i)?),
             health_addr: format!("127.0.0.1:{}", port(200, i)?),
+            workload_addr: Some(format!("127.0.0.1:{}", port(300, i)?)),
             config: dir.join(format!("node-{id}.toml")),
             data_dir: dir.join(format!("node-{id}")),
             pid: None,
@@ -129,6 +132,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
         admin_key,
         insecure_sim_keys: sim_keys,
         insecure_spare_seeds: seeds[nodes.len()..].iter().map(hex::encode).collect(),
+        insecure_workload_seed: Some(hex::encode(workload_seed)),
         nodes: Vec::new(),
     };
     for (n, seed) in nodes.into_iter().zip(&seeds) {
@@ -143,8 +147,15 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
 /// simulated TEE of the cluster (spares included).
 fn write_node_config(cluster: &ClusterFile, n: &NodeEntry, seed: &[u8; 32]) -> anyhow::Result<()> {
     let trusted = cluster.insecure_sim_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let workload = match &n.workload_addr {
+        Some(a) => format!(
+            "workload_listen = \"{a}\"\nworkload_config_dirs = [\"{}\"]\n",
+            cluster.genesis.parent().unwrap_or(Path::new(".")).join("configs").display()
+        ),
+        None => String::new(),
+    };
     let config = format!(
-        "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\npeer_advertise = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n\n\
+        "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\npeer_advertise = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n{workload}\n\
          [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n\n\
          [sealer]\nkind = \"insecure-dev-file\"\n",
         n.id,
@@ -187,6 +198,7 @@ pub fn add_node(dir: &Path) -> anyhow::Result<NodeEntry> {
         peer_addr: next_port(|n| &n.peer_addr)?,
         admin_addr: next_port(|n| &n.admin_addr)?,
         health_addr: next_port(|n| &n.health_addr)?,
+        workload_addr: None,
         config: dir.join(format!("node-{id}.toml")),
         data_dir: dir.join(format!("node-{id}")),
         pid: None,

@@ -10,6 +10,10 @@
 //! - `joins`: `node joins` and `node approve`: nodes asking to join, checked before approval.
 //! - `keysctl`: `ca` (the cluster's CA certificates) and `keys probe` (check the threshold keys).
 //! - `recovery`: admin recovery: `recovery keygen|export` and `recover` (a cluster lost whole).
+//! - `nsctl`: the namespace surface: `namespace`, `policy`, `measurement`, `key`, `secret`,
+//!   `config`, `cert`.
+//! - `workload`: `workload attest|key|config`: play an attested workload (simulated TEE).
+//! - `demo`: `dev demo` (and `dev up --demo`): a workload through attest, key, config and failover.
 //! - `proposal`: commands that need several admins: `--propose FILE`, `approve`, `submit`.
 //! - `output`: rendering of verdicts as text or JSON.
 //!
@@ -19,19 +23,23 @@
 mod admin_client;
 mod cluster;
 mod clusterctl;
+mod demo;
 mod dev;
 mod devup;
 mod evidence;
 mod init;
 mod joins;
 mod keysctl;
+mod nsctl;
 mod output;
 mod proposal;
 mod recovery;
+mod workload;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use guardian_proto::v1::{admin_command, RetireNamespaceSecretVersion, RotateNamespaceSecret};
 
 #[derive(Parser)]
 #[command(name = "guardctl", version, about = "Guardian admin, operator and developer CLI", long_about = None)]
@@ -62,6 +70,27 @@ enum Command {
     /// Namespaces (signed admin commands).
     #[command(subcommand)]
     Namespace(NamespaceCmd),
+    /// A namespace's policy document (signed admin command).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Allow or revoke workload measurements in a namespace's policy (signed admin command).
+    #[command(subcommand)]
+    Measurement(MeasurementCmd),
+    /// Namespace secret versions and keys.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Stored secrets (sealed by guardctl to the namespace's ingest key).
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Namespace configs.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+    /// Workload certificates a namespace CA issued.
+    #[command(subcommand)]
+    Cert(CertCmd),
+    /// Play an attested workload (INSECURE simulated TEE of a dev cluster).
+    #[command(subcommand)]
+    Workload(workload::WorkloadCmd),
     /// Cluster members (signed admin commands).
     #[command(subcommand)]
     Node(NodeCmd),
@@ -125,6 +154,9 @@ struct SignArgs {
     /// Submit through this node only (by default guardctl tries every node until the leader commits).
     #[arg(long)]
     node: Option<u64>,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 impl SignArgs {
@@ -142,6 +174,7 @@ impl SignArgs {
             key: self.key.as_deref(),
             propose: self.propose.as_deref(),
             node: self.node,
+            json: self.json,
         };
         tokio::runtime::Runtime::new()?.block_on(async { clusterctl::issue(how, make.await?, &self.reason).await })
     }
@@ -178,8 +211,32 @@ enum NodeCmd {
 
 #[derive(Subcommand)]
 enum NamespaceCmd {
-    /// Create a namespace.
+    /// Create a namespace (secret version 1), optionally with its policy document.
     Create {
+        name: String,
+        /// Policy document (TOML, docs/workloads.md); without one the namespace admits no workload.
+        #[arg(long)]
+        policy: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Replace a namespace's policy document (same as `policy set`).
+    Update {
+        name: String,
+        #[arg(long)]
+        policy: std::path::PathBuf,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Show a namespace: versions, policy, stored secrets, configs.
+    Show {
+        name: String,
+        #[command(flatten)]
+        read: nsctl::ReadArgs,
+    },
+    /// Move a namespace to a new secret version (new keys, new namespace CA); older versions stay
+    /// readable until retired.
+    Rotate {
         name: String,
         #[command(flatten)]
         sign: SignArgs,
@@ -193,6 +250,127 @@ enum NamespaceCmd {
         node: Option<u64>,
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Replace a namespace's policy document with FILE (checked before signing).
+    Set {
+        namespace: String,
+        file: std::path::PathBuf,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum MeasurementCmd {
+    /// Add (or replace) a rule admitting these measurements.
+    Allow {
+        namespace: String,
+        /// Rule name (certificates record it; grants name it).
+        #[arg(long)]
+        rule: String,
+        /// REGISTER=HEX, e.g. mrtd=..., rtmr2=... (repeat).
+        #[arg(long = "register", value_name = "REGISTER=HEX", required = true)]
+        registers: Vec<String>,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Never admit this measurement again: certificates issued to it are revoked and its key
+    /// requests refused from the committed entry on.
+    Revoke {
+        namespace: String,
+        /// mrtd, rtmr0-3, mrconfigid or pcrN.
+        #[arg(long)]
+        register: String,
+        #[arg(long)]
+        value: String,
+        /// (--reason, required here) why it is revoked; recorded in the policy and shown in refusals.
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    /// Secret versions and stored secrets of a namespace.
+    List {
+        namespace: String,
+        #[command(flatten)]
+        read: nsctl::ReadArgs,
+    },
+    /// Move to a new secret version (as `namespace rotate`).
+    Rotate {
+        namespace: String,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Stop serving an old secret version for good. Needs the admin quorum.
+    Retire {
+        namespace: String,
+        #[arg(long)]
+        version: u32,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Store a secret at a key path; it shadows the derived key there.
+    Put {
+        namespace: String,
+        /// Key path, e.g. secret/db-password.
+        path: String,
+        /// File holding the value (at most 64 KiB).
+        #[arg(long)]
+        from_file: std::path::PathBuf,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCmd {
+    /// Store a config (content-addressed) under a name.
+    Put {
+        namespace: String,
+        name: String,
+        file: std::path::PathBuf,
+        #[arg(long, default_value = "text/plain")]
+        media_type: String,
+        /// Serve the content from this URI (file:///...) instead of the replicated state; FILE is
+        /// only digested.
+        #[arg(long)]
+        backend_uri: Option<String>,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Print a config's content.
+    Get {
+        namespace: String,
+        name: String,
+        #[command(flatten)]
+        read: nsctl::ReadArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCmd {
+    /// Certificates issued in a namespace, newest first, with their revocation status.
+    List {
+        namespace: String,
+        #[command(flatten)]
+        read: nsctl::ReadArgs,
+    },
+    /// Put a certificate on its namespace CRL; its key requests are refused from then on.
+    Revoke {
+        namespace: String,
+        serial: String,
+        #[command(flatten)]
+        sign: SignArgs,
     },
 }
 
@@ -217,6 +395,10 @@ enum KeysCmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn block_on(f: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Runtime::new()?.block_on(f)
 }
 
 /// A failure that is the caller's to fix (exit 2), as opposed to a refusal (exit 1).
@@ -253,7 +435,71 @@ fn main() -> ExitCode {
         Command::Status { cluster, json } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(clusterctl::status(&cluster, json))),
-        Command::Namespace(NamespaceCmd::Create { name, sign }) => sign.run(clusterctl::create_namespace(&name)),
+        Command::Namespace(NamespaceCmd::Create { name, policy, sign }) => {
+            nsctl::create(&name, policy.as_deref()).map_err(anyhow::Error::from).and_then(|b| sign.run(b))
+        }
+        Command::Namespace(NamespaceCmd::Update { name, policy: file, sign })
+        | Command::Policy(PolicyCmd::Set { namespace: name, file, sign }) => {
+            sign.run_with(nsctl::set_policy(&sign.cluster, &name, &file))
+        }
+        Command::Namespace(NamespaceCmd::Show { name, read }) => block_on(nsctl::show(&read, &name)),
+        Command::Namespace(NamespaceCmd::Rotate { name, sign })
+        | Command::Key(KeyCmd::Rotate { namespace: name, sign }) => {
+            sign.run(admin_command::Body::RotateNamespaceSecret(RotateNamespaceSecret { namespace: name }))
+        }
+        Command::Measurement(MeasurementCmd::Allow { namespace, rule, registers, sign }) => {
+            let parsed: Result<Vec<(String, String)>, UsageError> = registers
+                .iter()
+                .map(|r| {
+                    r.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| UsageError(format!("--register {r:?}: use REGISTER=HEX")))
+                })
+                .collect();
+            match parsed {
+                Ok(registers) => sign.run_with(nsctl::edit_measurements(
+                    &sign.cluster,
+                    &namespace,
+                    nsctl::MeasurementEdit::Allow { rule, registers },
+                )),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Command::Measurement(MeasurementCmd::Revoke { namespace, register, value, sign }) => {
+            if sign.reason.trim().is_empty() {
+                Err(UsageError("give --reason: it is recorded with the revocation and shown in refusals".into()).into())
+            } else {
+                let reason = sign.reason.clone();
+                sign.run_with(nsctl::edit_measurements(
+                    &sign.cluster,
+                    &namespace,
+                    nsctl::MeasurementEdit::Revoke { register, value, reason },
+                ))
+            }
+        }
+        Command::Key(KeyCmd::List { namespace, read }) => block_on(nsctl::key_list(&read, &namespace)),
+        Command::Key(KeyCmd::Retire { namespace, version, sign }) => {
+            sign.run(admin_command::Body::RetireNamespaceSecretVersion(RetireNamespaceSecretVersion {
+                namespace,
+                version,
+            }))
+        }
+        Command::Secret(SecretCmd::Put { namespace, path, from_file, sign }) => {
+            sign.run_with(nsctl::put_secret(&sign.cluster, &namespace, &path, &from_file))
+        }
+        Command::Config(ConfigCmd::Put { namespace, name, file, media_type, backend_uri, sign }) => {
+            nsctl::put_config(&namespace, &name, &file, &media_type, backend_uri.as_deref())
+                .map_err(anyhow::Error::from)
+                .and_then(|b| sign.run(b))
+        }
+        Command::Config(ConfigCmd::Get { namespace, name, read }) => {
+            block_on(nsctl::config_get(&read, &namespace, &name))
+        }
+        Command::Cert(CertCmd::List { namespace, read }) => block_on(nsctl::cert_list(&read, &namespace)),
+        Command::Cert(CertCmd::Revoke { namespace, serial, sign }) => {
+            nsctl::revoke_cert(&namespace, &serial).map_err(anyhow::Error::from).and_then(|b| sign.run(b))
+        }
+        Command::Workload(cmd) => workload::run(cmd),
         Command::Node(NodeCmd::Revoke { id, sign }) => sign.run(clusterctl::revoke_node(id)),
         Command::Node(NodeCmd::Joins { cluster, json }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
@@ -287,5 +533,14 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
     }
 }

@@ -44,7 +44,8 @@ fn free_base(n: u16) -> u16 {
     loop {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed);
         let base = 20_000 + (std::process::id() as u16 % 97) * 300 + slot.wrapping_mul(307) % 29_000;
-        let free = (0..n).all(|i| [0, 100, 200].iter().all(|o| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()));
+        let free =
+            (0..n).all(|i| [0, 100, 200, 300].iter().all(|o| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()));
         if free {
             return base;
         }
