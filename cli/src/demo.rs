@@ -36,11 +36,6 @@ pub fn demo_policy() -> String {
 const CONFIG: &str = "# app.toml, as the workload receives it (references resolved beside it)\n\
                       [database]\nvolume_key = \"${guardian:pvc/db-data}\"\npassword = \"${guardian:secret/db-password}\"\n";
 
-fn check(value: &[u8]) -> String {
-    let key: [u8; 32] = value.try_into().unwrap_or([0; 32]);
-    hex::encode(&guardian_node::daemon::keys::derive::check_value(&key)[..8])
-}
-
 async fn leader(cluster: &ClusterFile) -> anyhow::Result<u64> {
     let (_, s) =
         crate::admin_client::ask_first(cluster, None, |mut c| async move { c.status(StatusRequest {}).await }).await?;
@@ -103,8 +98,8 @@ pub async fn run(dir: &Path, kill: impl Fn(u64) -> anyhow::Result<()>) -> anyhow
     out!("\n== 3. workload: PVC key over mTLS with that certificate");
     let (version, key) =
         workload::get_key(&cluster, first, NAMESPACE, "pvc/db-data", 0, KeyAuth::Certificate(&identity)).await?;
-    let before = check(&key);
-    out!("node {} served pvc/db-data v{version}: {} bytes, check value {before}", first.id, key.len());
+    let before = workload::fingerprint(&key);
+    out!("node {} served pvc/db-data v{version}: {} bytes, fingerprint {before}", first.id, key.len());
 
     out!("\n== 4. workload: config with its references resolved");
     let mut client = workload::connect(&cluster, first, Some(&identity)).await?;
@@ -148,8 +143,8 @@ pub async fn run(dir: &Path, kill: impl Fn(u64) -> anyhow::Result<()>) -> anyhow
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let (_, key2) = again.ok_or_else(|| anyhow::anyhow!("no other node served the key after the failover"))?;
-    let after = check(&key2);
-    out!("node {} served pvc/db-data: check value {after}", other.id);
+    let after = workload::fingerprint(&key2);
+    out!("node {} served pvc/db-data: fingerprint {after}", other.id);
     if *key != *key2 {
         out!("FAILED: the key changed across the failover");
         return Ok(ExitCode::from(1));

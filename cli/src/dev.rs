@@ -26,6 +26,9 @@ pub enum DevCmd {
         #[arg(long, default_value = ".guardian-dev")]
         cluster: std::path::PathBuf,
     },
+    /// Print the demo namespace policy (admits the dev cluster's simulated workload, INSECURE), to
+    /// start from with `guardctl namespace create NS --policy FILE`.
+    DemoPolicy,
     /// Write a local cluster's genesis, admin key and node configs without starting it.
     Init {
         #[command(flatten)]
@@ -103,6 +106,10 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DevCmd::Up { shape, demo } => up(&shape, demo),
+        DevCmd::DemoPolicy => {
+            crate::output::out!("{}", crate::demo::demo_policy());
+            Ok(ExitCode::SUCCESS)
+        }
         DevCmd::Demo { cluster } => {
             let dir = cluster.clone();
             let kill = move |id: u64| -> anyhow::Result<()> {

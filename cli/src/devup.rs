@@ -34,11 +34,11 @@ pub fn random<const N: usize>() -> [u8; N] {
     b
 }
 
-pub fn write_secret(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_secret(path: &Path, contents: impl AsRef<[u8]>) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.write_all(text.as_bytes())
+    f.write_all(contents.as_ref())
 }
 
 /// Extra simulated-TEE keys every dev node trusts from the start, so that
@@ -72,7 +72,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
     for i in 1..=o.admins {
         let key = SigningKey::from_bytes(&random::<32>());
         let file = if i == 1 { dir.join("admin.key") } else { dir.join(format!("admin-{i}.key")) };
-        write_secret(&file, &hex::encode(key.to_bytes()))?;
+        write_secret(&file, zeroize::Zeroizing::new(hex::encode(key.to_bytes())).as_bytes())?;
         admins.push((i, file, key.verifying_key().to_bytes()));
     }
     let admin_key = admins[0].1.clone();

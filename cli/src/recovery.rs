@@ -107,7 +107,8 @@ fn keygen(prefix: &Path) -> anyhow::Result<ExitCode> {
         );
     }
     let (secret, pk) = escrow::generate_admin_key(&mut rand::rngs::OsRng);
-    crate::devup::write_secret(&key, &format!("{}\n", Zeroizing::new(hex::encode(&secret[..])).as_str()))?;
+    let text = Zeroizing::new(format!("{}\n", Zeroizing::new(hex::encode(&secret[..])).as_str()));
+    crate::devup::write_secret(&key, text.as_bytes())?;
     std::fs::write(&public, format!("{}\n", hex::encode(pk)))?;
     out!("wrote {} (secret: keep it offline) and {}", key.display(), public.display());
     out!("recovery public key: {}", hex::encode(pk));

@@ -61,8 +61,7 @@ impl Identity {
         std::fs::write(dir.join(CERT), &self.cert)?;
         let chain: Vec<String> = self.chain.iter().map(hex::encode).collect();
         std::fs::write(dir.join(CHAIN), serde_json::to_vec(&chain)?)?;
-        crate::devup::write_secret(&dir.join(KEY), "")?;
-        std::fs::write(dir.join(KEY), self.key_pkcs8.as_slice())?;
+        crate::devup::write_secret(&dir.join(KEY), self.key_pkcs8.as_slice())?;
         Ok(())
     }
 }
@@ -279,11 +278,11 @@ pub fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
                     _ => return Err(UsageError("give --identity DIR (mTLS) or --fresh".into()).into()),
                 };
                 let (version, value) = get_key(&cluster, node, &namespace, &path, version, auth).await?;
-                let check = guardian_node::daemon::keys::derive::check_value(&value.as_slice().try_into().unwrap_or([0u8; 32]));
+                let check = fingerprint(&value);
                 if at.json {
-                    out!("{}", json!({"node": node.id, "path": path, "version": version, "len": value.len(), "check": hex::encode(&check[..8])}));
+                    out!("{}", json!({"node": node.id, "path": path, "version": version, "len": value.len(), "check": check}));
                 } else {
-                    out!("node {} served {path} v{version} ({} bytes, check value {})", node.id, value.len(), hex::encode(&check[..8]));
+                    out!("node {} served {path} v{version} ({} bytes, fingerprint {check})", node.id, value.len());
                 }
             }
             WorkloadCmd::Config { namespace, name, identity, at } => {
@@ -310,6 +309,13 @@ pub fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// A short fingerprint of a key for display and comparison: equal keys give equal fingerprints,
+/// and it reveals nothing useful about the key.
+pub fn fingerprint(value: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::new_with_prefix(b"guardian/key-fingerprint/v1\0").chain_update(value).finalize()[..8])
 }
 
 /// A resolved reference for display: never the secret itself, only its size.

@@ -735,9 +735,9 @@ fn positive_serial(mut serial: [u8; 16]) -> Result<[u8; 16]> {
     Ok(serial)
 }
 
-/// RFC 7093 method 1: the leftmost 160 bits of SHA-256 over the raw public key.
+/// RFC 7093 method 1, as the CA certificates use it.
 fn key_identifier(raw_public_key: &[u8]) -> Vec<u8> {
-    Sha256::digest(raw_public_key).iter().take(20).copied().collect()
+    super::key_identifier(raw_public_key).to_vec()
 }
 
 fn utc(what: &str, secs: u64) -> Result<OffsetDateTime> {

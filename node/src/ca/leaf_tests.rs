@@ -1,6 +1,5 @@
 //! Tests of leaf certificates and CRLs, including `openssl verify`.
 use super::*;
-use ed25519_dalek::Signer;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use rcgen::{BasicConstraints, CustomExtension, KeyPair};
@@ -12,33 +11,13 @@ const OPENSSL: &str = "/usr/bin/openssl";
 const DAY: u64 = 86_400;
 
 /// Ed25519 CA key held outside rcgen, like the node's `NamespaceCaKey`.
-struct TestCaKey {
-    signing: ed25519_dalek::SigningKey,
-    public: [u8; 32],
-}
+/// The CA key type the node uses, from a random seed.
+type TestCaKey = crate::ca::NamespaceCaKey;
 
-impl TestCaKey {
-    fn generate() -> Self {
-        let signing = ed25519_dalek::SigningKey::generate(&mut OsRng);
-        let public = signing.verifying_key().to_bytes();
-        TestCaKey { signing, public }
-    }
-}
-
-impl PublicKeyData for TestCaKey {
-    fn der_bytes(&self) -> &[u8] {
-        &self.public
-    }
-
-    fn algorithm(&self) -> &'static SignatureAlgorithm {
-        &rcgen::PKCS_ED25519
-    }
-}
-
-impl SigningKey for TestCaKey {
-    fn sign(&self, msg: &[u8]) -> std::result::Result<Vec<u8>, rcgen::Error> {
-        Ok(self.signing.sign(msg).to_bytes().to_vec())
-    }
+fn new_ca_key() -> TestCaKey {
+    let mut seed = [0u8; 32];
+    OsRng.fill_bytes(&mut seed);
+    crate::ca::namespace_ca_key(&seed).expect("derive")
 }
 
 struct TestCa {
@@ -49,7 +28,7 @@ struct TestCa {
 /// A self-signed stand-in for a namespace CA, with the profile of ca.rs: O=Guardian, CA with
 /// pathlen 0, keyCertSign+cRLSign+digitalSignature, SKI by RFC 7093 method 1.
 fn test_ca_valid(not_before: u64, not_after: u64) -> TestCa {
-    let key = TestCaKey::generate();
+    let key = new_ca_key();
     let mut cp = CertificateParams::default();
     cp.serial_number = Some(SerialNumber::from(7u64));
     cp.not_before = utc("ca not_before", not_before).expect("time");
@@ -59,7 +38,7 @@ fn test_ca_valid(not_before: u64, not_after: u64) -> TestCa {
     cp.distinguished_name.push(DnType::CommonName, "Guardian namespace payments CA v3");
     cp.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     cp.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    cp.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&key.public));
+    cp.key_identifier_method = KeyIdMethod::PreSpecified(key_identifier(&key.public_key()));
     let der = cp.self_signed(&key).expect("CA cert").der().to_vec();
     TestCa { key, der }
 }
@@ -157,7 +136,7 @@ fn assert_leaf_profile(leaf: &Leaf, ca: &TestCa, key_spki: &[u8]) {
     let ParsedExtension::AuthorityKeyIdentifier(aki) = extension(&cert, &OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER) else {
         panic!("no AKI");
     };
-    assert_eq!(aki.key_identifier.as_ref().expect("key id").0, key_identifier(&ca.key.public).as_slice());
+    assert_eq!(aki.key_identifier.as_ref().expect("key id").0, key_identifier(&ca.key.public_key()).as_slice());
 
     let mut dns = Vec::new();
     let mut uri = Vec::new();
@@ -171,7 +150,7 @@ fn assert_leaf_profile(leaf: &Leaf, ca: &TestCa, key_spki: &[u8]) {
         }
     }
     assert_eq!((dns, uri), (leaf.dns_sans.clone(), leaf.uri_sans.clone()));
-    verify_leaf_signature(&leaf.der, &ca.key.public).expect("signed by the CA");
+    verify_leaf_signature(&leaf.der, &ca.key.public_key()).expect("signed by the CA");
 }
 
 #[test]
@@ -435,7 +414,7 @@ fn bad_public_keys_are_refused() {
     assert!(refused(&spki_with(ED25519, &[9; 31])).contains("not 32 bytes"));
 
     // Valid key, but not in the canonical encoding rcgen would write back.
-    let ed = TestCaKey::generate().public;
+    let ed = new_ca_key().public_key();
     let with_null = spki_with(&[ED25519, &[0x05, 0x00]].concat(), &ed);
     assert!(refused(&with_null).contains("canonical"));
     let mut trailing = spki_with(ED25519, &ed);
@@ -464,7 +443,7 @@ fn garbage_is_refused_without_panic() {
         assert!(issue(&ca.key, &ca.der, &request(Subject::Csr(input)), &profile()).is_err());
         assert!(issue(&ca.key, &ca.der, &request(Subject::PublicKey(input)), &profile()).is_err());
         assert!(parse_leaf(input).is_err());
-        assert!(verify_leaf_signature(input, &ca.key.public).is_err());
+        assert!(verify_leaf_signature(input, &ca.key.public_key()).is_err());
         assert!(matches!(issue(&ca.key, input, &request(Subject::Csr(&csr)), &profile()), Err(LeafError::BadCa(_))));
     }
     // Any single bit flip in a leaf breaks its signature check; parsing just must not panic.
@@ -472,7 +451,7 @@ fn garbage_is_refused_without_panic() {
         let mut flipped = leaf.der.clone();
         flipped[i] ^= 1;
         let _ = parse_leaf(&flipped);
-        assert!(verify_leaf_signature(&flipped, &ca.key.public).is_err(), "flip at {i} accepted");
+        assert!(verify_leaf_signature(&flipped, &ca.key.public_key()).is_err(), "flip at {i} accepted");
     }
 }
 
@@ -500,21 +479,21 @@ fn leaf_signature_and_parse_round_trip() {
     let leaf = issue(&ca.key, &ca.der, &request(Subject::Csr(&csr)), &profile()).expect("issue");
     assert!(leaf.dns_sans.is_empty() && leaf.uri_sans.is_empty());
 
-    verify_leaf_signature(&leaf.der, &ca.key.public).expect("verifies");
-    assert!(matches!(verify_leaf_signature(&leaf.der, &other.key.public), Err(LeafError::WrongIssuer)));
+    verify_leaf_signature(&leaf.der, &ca.key.public_key()).expect("verifies");
+    assert!(matches!(verify_leaf_signature(&leaf.der, &other.key.public_key()), Err(LeafError::WrongIssuer)));
     let mut identity = [0u8; 32];
     identity[0] = 1;
     assert!(matches!(verify_leaf_signature(&leaf.der, &identity), Err(LeafError::WrongIssuer)));
     // A certificate signed with another algorithm is refused before any key is tried.
     let p256 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
     let foreign = CertificateParams::default().self_signed(&p256).expect("cert").der().to_vec();
-    assert!(matches!(verify_leaf_signature(&foreign, &ca.key.public), Err(LeafError::BadCertificate(_))));
+    assert!(matches!(verify_leaf_signature(&foreign, &ca.key.public_key()), Err(LeafError::BadCertificate(_))));
 
     let parsed = parse_leaf(&leaf.der).expect("parse");
     assert_eq!(parsed.serial16(), Some(leaf.serial));
     assert_eq!((parsed.not_before, parsed.not_after), (leaf.not_before, leaf.not_after));
     assert_eq!(parsed.spki_sha256, leaf.spki_sha256);
-    assert_eq!(parsed.authority_key_id, Some(key_identifier(&ca.key.public)));
+    assert_eq!(parsed.authority_key_id, Some(key_identifier(&ca.key.public_key())));
     assert_eq!(parsed.spki_sha256, <[u8; 32]>::from(Sha256::digest(csr_spki(&csr).expect("spki"))));
 }
 
@@ -595,7 +574,7 @@ fn crl_is_deterministic_sorted_and_complete() {
         ParsedExtension::AuthorityKeyIdentifier(aki) => aki.key_identifier.as_ref().map(|k| k.0.to_vec()),
         _ => None,
     });
-    assert_eq!(aki, Some(key_identifier(&ca.key.public)));
+    assert_eq!(aki, Some(key_identifier(&ca.key.public_key())));
 
     let empty = crl(&ca.key, &ca.der, &[], t, t + 1, 0).expect("empty crl");
     assert_eq!(x509_parser::parse_x509_crl(&empty).expect("parse").1.iter_revoked_certificates().count(), 0);

@@ -163,7 +163,7 @@ pub fn namespace_ca_serial(group_key: &[u8; 32], namespace: &str, version: u32) 
 
 /// Key identifier (SKI/AKI) of an Ed25519 key: RFC 7093 method 1, the leftmost 160 bits of
 /// SHA-256 over the raw 32-byte key.
-pub fn key_identifier(public_key: &[u8; 32]) -> [u8; 20] {
+pub fn key_identifier(public_key: &[u8]) -> [u8; 20] {
     let digest: [u8; 32] = Sha256::digest(public_key).into();
     let mut out = [0u8; 20];
     out.copy_from_slice(digest.get(..20).unwrap_or(&[0u8; 20]));

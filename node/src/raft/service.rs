@@ -167,10 +167,13 @@ impl PeerService for PeerServer {
         if self.raft.metrics().borrow().current_leader != Some(self.keys.me) {
             return Err(Status::unavailable("not the leader"));
         }
-        crate::daemon::workload::serve::commit_record(&self.keys, envelope)
-            .await
-            .map(|log_index| Response::new(ProposeRecordResponse { log_index }))
-            .map_err(Status::failed_precondition)
+        match crate::daemon::workload::serve::commit_record(&self.keys, envelope).await {
+            Ok(log_index) => Ok(Response::new(ProposeRecordResponse { log_index, refused: String::new() })),
+            Err(crate::daemon::workload::ServeError::Denied(refused)) => {
+                Ok(Response::new(ProposeRecordResponse { log_index: 0, refused }))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     #[tracing::instrument(skip_all, name = "peer.frost_sign")]

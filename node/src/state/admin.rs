@@ -132,12 +132,12 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
         }
         Body::SetNamespacePolicy(p) => {
             let toml = p.policy.as_ref().map(|p| p.toml.as_str()).unwrap_or_default();
-            namespace(&mut next, &p.namespace)?.set_policy(&p.namespace, toml, p.expected_policy_version)?;
+            namespace(&mut next, &p.namespace)?.set_policy(&p.namespace, toml, p.expected_policy_version, now)?;
         }
         Body::RotateNamespaceSecret(r) => {
             namespace(&mut next, &r.namespace)?.rotate(now);
         }
-        Body::RetireNamespaceSecretVersion(r) => namespace(&mut next, &r.namespace)?.retire(r.version)?,
+        Body::RetireNamespaceSecretVersion(r) => namespace(&mut next, &r.namespace)?.retire(r.version, now)?,
         Body::PutSecret(p) => {
             let sealed = p.encrypted_secret.as_ref().ok_or("PutSecret without a sealed secret")?;
             let (version, context) = match p.key_path.strip_prefix("sealed/") {

@@ -46,6 +46,11 @@ pub struct Namespace {
     pub certs: BTreeMap<SerialHex, IssuedCert>,
     /// Serials revoked one by one, with when.
     pub revoked_serials: BTreeMap<SerialHex, u64>,
+    /// When the policy last changed or a version was retired: the revocation date of the
+    /// certificates those revoke.
+    pub rules_changed_at: u64,
+    /// Bumped by every change to what the CRL lists, so CRL numbers only grow.
+    pub crl_changes: u64,
 }
 
 /// A secret an admin stored, sealed to the ingest key of secret version `version`.
@@ -194,11 +199,14 @@ impl Namespace {
     }
 
     /// Revoked certificates not yet forgotten, with when each was revoked (for the CRL).
-    pub fn revoked_certs(&self, doc: Option<&NamespaceDocument>, policy_changed_at: u64) -> Vec<(SerialHex, u64)> {
+    pub fn revoked_certs(&self, doc: Option<&NamespaceDocument>) -> Vec<(SerialHex, u64)> {
         self.certs
             .iter()
             .filter(|(s, c)| self.revocation(s, c, doc).is_some())
-            .map(|(s, _)| (s.clone(), self.revoked_serials.get(s).copied().unwrap_or(policy_changed_at)))
+            .map(|(s, c)| {
+                let at = self.revoked_serials.get(s).copied().unwrap_or(self.rules_changed_at);
+                (s.clone(), at.max(c.issued_at))
+            })
             .collect()
     }
 
@@ -214,11 +222,13 @@ impl Namespace {
         for s in gone {
             self.certs.remove(&s);
             self.revoked_serials.remove(&s);
+            // The CRL may have listed it.
+            self.crl_changes += 1;
         }
     }
 
     /// Replace the policy (after checking it parses), optionally guarding against a lost update.
-    pub fn set_policy(&mut self, namespace: &str, toml: &str, expected_version: u64) -> Result<(), String> {
+    pub fn set_policy(&mut self, namespace: &str, toml: &str, expected_version: u64, now: u64) -> Result<(), String> {
         if expected_version != 0 && expected_version != self.policy_version {
             return Err(format!(
                 "the policy changed since you read it (version {} now, your edit is based on {expected_version}): read it again and redo the edit",
@@ -228,7 +238,13 @@ impl Namespace {
         NamespaceDocument::parse(namespace, toml).map_err(|e| e.to_string())?;
         self.policy = Some(toml.to_string());
         self.policy_version += 1;
+        self.rules_changed(now);
         Ok(())
+    }
+
+    fn rules_changed(&mut self, now: u64) {
+        self.rules_changed_at = now;
+        self.crl_changes += 1;
     }
 
     /// Move to secret version v+1 at `now`.
@@ -239,7 +255,7 @@ impl Namespace {
     }
 
     /// Stop serving `version` for good.
-    pub fn retire(&mut self, version: u32) -> Result<(), String> {
+    pub fn retire(&mut self, version: u32, now: u64) -> Result<(), String> {
         if version == self.current_version {
             return Err(format!("version {version} is current: rotate first, then retire it"));
         }
@@ -257,6 +273,7 @@ impl Namespace {
             ));
         }
         self.retired.insert(version);
+        self.rules_changed(now);
         Ok(())
     }
 
@@ -312,6 +329,7 @@ impl Namespace {
         if self.revoked_serials.insert(serial.to_string(), now).is_some() {
             return Err(format!("certificate {serial} is already revoked"));
         }
+        self.crl_changes += 1;
         Ok(())
     }
 

@@ -137,7 +137,7 @@ fn certificate_serial(serving: &Serving, namespace: &str, der: &[u8]) -> Result<
         };
     }
     let parsed = leaf::parse_leaf(der).map_err(|e| ServeError::Unauthenticated(format!("client certificate: {e}")))?;
-    let serial = hex::encode(&parsed.serial);
+    let serial = hex::encode(parsed.serial16().ok_or_else(|| wrong_namespace(namespace))?);
     let (version, spki_sha256) = serving
         .with_namespace(namespace, |ns| ns.certs.get(&serial).map(|c| (c.version, c.spki_sha256)))?
         .ok_or_else(|| wrong_namespace(namespace))?;

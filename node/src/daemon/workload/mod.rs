@@ -120,12 +120,14 @@ impl Serving {
 
     /// The namespace's policy, parsed once per policy version.
     fn document(&self, name: &str) -> Result<Arc<NamespaceDocument>, ServeError> {
-        let (version, text) = self.with_namespace(name, |n| (n.policy_version, n.policy.clone()))?;
+        // The hot path reads only the version; the text is copied on a cache miss.
+        let current = self.with_namespace(name, |n| n.policy_version)?;
         if let Some((v, doc)) = lock(&self.docs).get(name) {
-            if *v == version {
+            if *v == current {
                 return Ok(doc.clone());
             }
         }
+        let (version, text) = self.with_namespace(name, |n| (n.policy_version, n.policy.clone()))?;
         let text = text.ok_or_else(|| {
             ServeError::Denied(format!(
                 "namespace {name} has no policy yet, so it admits no workload (guardctl policy set)"

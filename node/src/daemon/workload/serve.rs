@@ -13,7 +13,7 @@ use super::caller::{admit, identify, Auth, Caller};
 use super::{ServeError, Serving};
 use crate::ca::{self, leaf};
 use crate::keys::{hierarchy, sealing, KeyPath};
-use crate::state::namespace::{ConfigSource, IssuedCert, Record};
+use crate::state::namespace::{IssuedCert, Record};
 use crate::state::{Command, Response as Applied};
 use crate::threshold::envelope::{Domain, Envelope};
 use crate::workload::backend;
@@ -212,38 +212,36 @@ async fn propose_record(serving: &Serving, record: &Record) -> Result<u64, Serve
     .map_err(|e| ServeError::Internal(e.to_string()))?;
     let leader = node.raft.metrics().borrow().current_leader;
     match leader {
-        Some(l) if l == node.me => commit_record(node, envelope).await.map_err(record_error),
+        Some(l) if l == node.me => commit_record(node, envelope).await,
         Some(l) => {
             let envelope_json = serde_json::to_vec(&envelope).map_err(|e| ServeError::Internal(e.to_string()))?;
             let req = ProposeRecordRequest { envelope_json };
-            node.peers
+            let resp = node
+                .peers
                 .call(l, RECORD_TIMEOUT, |mut c| async move { c.propose_record(req).await })
                 .await
-                .map(|r| r.log_index)
-                .map_err(record_error)
+                .map_err(|e| ServeError::Unavailable(format!("the certificate could not be recorded: {e}")))?;
+            match resp.refused.is_empty() {
+                true => Ok(resp.log_index),
+                false => Err(ServeError::Denied(resp.refused)),
+            }
         }
         None => Err(ServeError::Unavailable("no leader right now; retry shortly".into())),
     }
 }
 
-fn record_error(reason: String) -> ServeError {
-    if reason.contains("replayed") || reason.contains("refused") {
-        ServeError::Denied(reason)
-    } else {
-        ServeError::Unavailable(format!("the certificate could not be recorded: {reason}"))
-    }
-}
-
-/// On the leader: commit a record and wait for it to apply.
-pub async fn commit_record(node: &crate::daemon::keys::KeyNode, envelope: Envelope) -> Result<u64, String> {
+/// On the leader: commit a record and wait for it to apply. A record the
+/// rules refuse (replayed challenge, revoked measurement, ...) is `Denied`.
+pub async fn commit_record(node: &crate::daemon::keys::KeyNode, envelope: Envelope) -> Result<u64, ServeError> {
+    let unavailable = |why: String| ServeError::Unavailable(format!("the certificate could not be recorded: {why}"));
     let write = node.raft.client_write(Command::Record { envelope, proposed_at: (node.clock)() });
     match tokio::time::timeout(RECORD_TIMEOUT, write).await {
         Ok(Ok(r)) => match r.data {
             Applied::Applied => Ok(r.log_id.index),
-            Applied::Rejected { reason } => Err(reason),
+            Applied::Rejected { reason } => Err(ServeError::Denied(reason)),
         },
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("not committed within {} s", RECORD_TIMEOUT.as_secs())),
+        Ok(Err(e)) => Err(unavailable(e.to_string())),
+        Err(_) => Err(unavailable(format!("not committed within {} s", RECORD_TIMEOUT.as_secs()))),
     }
 }
 
@@ -408,9 +406,6 @@ async fn config(
     }
     let media_type = root.media_type.clone();
     let digest = root.digest.to_vec();
-    if let ConfigSource::Uri(uri) = &root.source {
-        tracing::debug!(%uri, "config read from its backend");
-    }
     Ok(GetConfigResponse { name, digest, media_type, content, references })
 }
 
@@ -419,16 +414,16 @@ async fn config(
 async fn crl(serving: &Serving, ns: &str, version: u32) -> Result<GetCrlResponse, ServeError> {
     let doc = serving.document(ns).ok();
     let now = serving.now();
-    let (version, revoked) = serving
+    let (version, revoked, changes) = serving
         .with_namespace(ns, |n| {
             let v = n.resolve_version(version)?;
             let revoked: Vec<([u8; 16], u64)> = n
-                .revoked_certs(doc.as_deref(), n.created_at)
+                .revoked_certs(doc.as_deref())
                 .into_iter()
                 .filter(|(s, _)| n.certs.get(s).is_some_and(|c| c.version == v))
                 .filter_map(|(s, at)| Some((hex::decode(&s).ok()?.try_into().ok()?, at)))
                 .collect();
-            Ok::<_, String>((v, revoked))
+            Ok::<_, String>((v, revoked, n.crl_changes))
         })?
         .map_err(ServeError::NotFound)?;
     let ca_der = serving
@@ -441,8 +436,8 @@ async fn crl(serving: &Serving, ns: &str, version: u32) -> Result<GetCrlResponse
     let this_update = now - now % CRL_PERIOD_SECS;
     let next_update = this_update + 2 * CRL_PERIOD_SECS;
     let applied = serving.keys.view.last_applied().map_or(0, |l| l.index);
-    // Grows with the period and with every revocation inside it.
-    let number = (this_update / CRL_PERIOD_SECS) << 20 | (revoked.len() as u64 & 0xfffff);
+    // Grows with the period and with every change to the list inside it.
+    let number = (this_update / CRL_PERIOD_SECS) << 20 | (changes & 0xfffff);
     let der = leaf::crl(&ca_key, &ca_der, &revoked, this_update, next_update, number)
         .map_err(|e| ServeError::Internal(e.to_string()))?;
     Ok(GetCrlResponse { crl_der: der, applied_index: applied, next_update_unix: next_update as i64 })

@@ -15,6 +15,7 @@ use rustls::server::NoServerSessionStorage;
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
 use crate::net::ratls::grpc::CredentialResolver;
+use crate::net::ratls::verify::{algorithms, tls12_refused};
 
 /// Accepts any client certificate whose holder proves possession of its key.
 #[derive(Debug)]
@@ -52,7 +53,7 @@ impl ClientCertVerifier for ProofOfPossession {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("the workload port speaks TLS 1.3 only".into()))
+        Err(tls12_refused())
     }
 
     fn verify_tls13_signature(
@@ -72,10 +73,9 @@ impl ClientCertVerifier for ProofOfPossession {
 /// Server config of the workload port: TLS 1.3, ALPN h2, optional client certificates.
 pub fn server_tls(creds: Arc<CredentialResolver>) -> Result<Arc<rustls::ServerConfig>, rustls::Error> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let algorithms = provider.signature_verification_algorithms;
     let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_client_cert_verifier(Arc::new(ProofOfPossession { algorithms }))
+        .with_client_cert_verifier(Arc::new(ProofOfPossession { algorithms: algorithms() }))
         .with_cert_resolver(creds);
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     // No resumption: a resumed session would skip the client certificate check's inputs.

@@ -388,12 +388,14 @@ pub fn rejection_of<'e>(err: &'e (dyn std::error::Error + 'static)) -> Option<&'
     }
 }
 
-fn algorithms() -> WebPkiSupportedAlgorithms {
+/// Signature algorithms accepted in handshakes (the ring provider's).
+pub(crate) fn algorithms() -> WebPkiSupportedAlgorithms {
     super::provider().signature_verification_algorithms
 }
 
-fn tls12_refused() -> rustls::Error {
-    rustls::Error::General("TLS 1.2 is not used between guardian nodes".into())
+/// Guardian speaks TLS 1.3 only, on every port.
+pub(crate) fn tls12_refused() -> rustls::Error {
+    rustls::Error::General("TLS 1.2 is not used by guardian nodes".into())
 }
 
 /// Verifies the server's certificate on a client connection to a guardian node.
