@@ -38,12 +38,16 @@ pub struct TestCluster {
     restarts: u32,
 }
 
-/// A base port whose peer/admin/health ranges (base.., base+100.., base+200..) are free now.
+/// A base port whose peer/admin/health/workload ranges (base.., base+100.., base+200..,
+/// base+300..) are free now. Every port stays below Linux's ephemeral range (32768..): a node
+/// restarted by a test must get its ports back, and an outgoing connection of another test
+/// cluster could otherwise be handed one of them while the node is down.
 fn free_base(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     loop {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed);
-        let base = 20_000 + (std::process::id() as u16 % 97) * 300 + slot.wrapping_mul(307) % 29_000;
+        let spread = (u32::from(std::process::id() as u16 % 97) * 300 + u32::from(slot) * 307) % 22_000;
+        let base = 10_000 + spread as u16;
         let free =
             (0..n).all(|i| [0, 100, 200, 300].iter().all(|o| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()));
         if free {
