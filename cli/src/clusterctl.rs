@@ -189,8 +189,27 @@ pub struct Sending<'a> {
     pub propose: Option<&'a Path>,
     /// Submit through this node only (default: any, until the leader commits).
     pub node: Option<u64>,
-    /// Print the outcome as JSON.
-    pub json: bool,
+    /// How to report the outcome.
+    pub report: Report,
+}
+
+/// How a submitted command's outcome is reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Report {
+    Text,
+    Json,
+    /// Nothing on success; a refusal is an error (for commands that other commands issue).
+    Quiet,
+}
+
+impl Report {
+    pub fn text_or_json(json: bool) -> Self {
+        if json {
+            Report::Json
+        } else {
+            Report::Text
+        }
+    }
 }
 
 /// Sign `body` and submit it, or write it as a proposal.
@@ -221,7 +240,7 @@ pub async fn issue(how: Sending<'_>, body: Body, reason: &str) -> anyhow::Result
             );
             Ok(ExitCode::SUCCESS)
         }
-        None => send(&cluster, signed, how.node, how.json).await,
+        None => send(&cluster, signed, how.node, how.report).await,
     }
 }
 
@@ -230,7 +249,7 @@ pub async fn send(
     cluster: &ClusterFile,
     signed: SignedCommand,
     only: Option<u64>,
-    as_json: bool,
+    report: Report,
 ) -> anyhow::Result<ExitCode> {
     let admin = Admin::new(cluster)?;
     let mut last = String::from("no node answered");
@@ -250,17 +269,19 @@ pub async fn send(
             match client.submit(req).await {
                 Ok(r) => {
                     let index = r.into_inner().log_index;
-                    match as_json {
-                        true => out!("{}", json!({ "committed": true, "log_index": index })),
-                        false => out!("committed at log index {index}"),
+                    match report {
+                        Report::Json => out!("{}", json!({ "committed": true, "log_index": index })),
+                        Report::Text => out!("committed at log index {index}"),
+                        Report::Quiet => {}
                     }
                     return Ok(ExitCode::SUCCESS);
                 }
                 Err(s) if s.code() == tonic::Code::Unavailable => last = format!("node {}: {}", node.id, s.message()),
                 Err(s) => {
-                    match as_json {
-                        true => out!("{}", json!({ "committed": false, "refused": s.message() })),
-                        false => eprintln!("guardctl: refused: {}", s.message()),
+                    match report {
+                        Report::Json => out!("{}", json!({ "committed": false, "refused": s.message() })),
+                        Report::Text => eprintln!("guardctl: refused: {}", s.message()),
+                        Report::Quiet => anyhow::bail!("refused: {}", s.message()),
                     }
                     return Ok(ExitCode::from(1));
                 }
@@ -338,5 +359,5 @@ pub fn approve(dir: &Path, file: &Path, key: Option<&Path>) -> anyhow::Result<Ex
 /// `guardctl submit FILE`.
 pub async fn submit_file(dir: &Path, file: &Path) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
-    send(&cluster, crate::proposal::read(file)?, None, false).await
+    send(&cluster, crate::proposal::read(file)?, None, Report::Text).await
 }

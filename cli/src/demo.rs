@@ -11,7 +11,7 @@ use guardian_node::attest::sim::SimMeasurements;
 use guardian_proto::v1::StatusRequest;
 
 use crate::cluster::ClusterFile;
-use crate::clusterctl::{issue, Sending};
+use crate::clusterctl::{issue, Report, Sending};
 use crate::output::out;
 use crate::workload::{self, KeyAuth, DEMO_WORKLOAD_LABEL};
 
@@ -45,7 +45,7 @@ async fn leader(cluster: &ClusterFile) -> anyhow::Result<u64> {
 /// Run the demo against the cluster in `dir`. `kill` stops a node's process.
 pub async fn run(dir: &Path, kill: impl Fn(u64) -> anyhow::Result<()>) -> anyhow::Result<ExitCode> {
     let cluster = ClusterFile::load(dir)?;
-    let how = || Sending { dir, key: None, propose: None, node: None, json: false };
+    let how = || Sending { dir, key: None, propose: None, node: None, report: Report::Text };
     out!("== 1. admin: namespace {NAMESPACE} with a policy, a stored secret and a config");
     let policy = dir.join("demo-policy.toml");
     std::fs::write(&policy, demo_policy())?;
@@ -55,7 +55,7 @@ pub async fn run(dir: &Path, kill: impl Fn(u64) -> anyhow::Result<()>) -> anyhow
     // The ingest key exists once the namespace secret can be derived.
     let mut put = None;
     for _ in 0..40 {
-        match crate::nsctl::put_secret(dir, NAMESPACE, "secret/db-password", &password).await {
+        match crate::nsctl::put_secret(dir, NAMESPACE, "secret/db-password", &password, None).await {
             Ok(b) => {
                 put = Some(b);
                 break;

@@ -18,6 +18,10 @@ pub enum DevCmd {
         /// with the demo's status.
         #[arg(long)]
         demo: bool,
+        /// Once the cluster is ready, run `guardctl bench` with its defaults against the first
+        /// node, then stop the nodes and exit with its status.
+        #[arg(long, conflicts_with = "demo")]
+        bench: bool,
     },
     /// Walk a simulated workload (INSECURE) through the serving path of a running dev cluster:
     /// namespace with a policy, stored secret and config; attest -> certificate -> PVC key ->
@@ -105,7 +109,7 @@ pub fn run(cmd: DevCmd) -> anyhow::Result<ExitCode> {
             println!("wrote a {}-node development cluster to {}", cluster.nodes.len(), shape.dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        DevCmd::Up { shape, demo } => up(&shape, demo),
+        DevCmd::Up { shape, demo, bench } => up(&shape, demo, bench),
         DevCmd::DemoPolicy => {
             crate::output::out!("{}", crate::demo::demo_policy());
             Ok(ExitCode::SUCCESS)
@@ -180,7 +184,7 @@ fn add_node(dir: &std::path::Path, no_start: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn up(shape: &Shape, demo: bool) -> anyhow::Result<ExitCode> {
+fn up(shape: &Shape, demo: bool, bench: bool) -> anyhow::Result<ExitCode> {
     use std::time::Duration;
     let bin = crate::devup::guardian_binary()?;
     let mut cluster = crate::devup::generate(&shape.options())?;
@@ -223,6 +227,12 @@ fn up(shape: &Shape, demo: bool) -> anyhow::Result<ExitCode> {
         };
         let outcome = rt.block_on(crate::demo::run(&dir, kill));
         let mut children = children.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        println!("stopping...");
+        crate::devup::stop_all(&mut children, Duration::from_secs(10));
+        return outcome;
+    }
+    if bench {
+        let outcome = rt.block_on(crate::bench::run(&dir, None, &crate::bench::BenchOpts::default(), false));
         println!("stopping...");
         crate::devup::stop_all(&mut children, Duration::from_secs(10));
         return outcome;

@@ -13,6 +13,7 @@
 //! - `nsctl`: the namespace surface: `namespace`, `policy`, `measurement`, `key`, `secret`,
 //!   `config`, `cert`.
 //! - `workload`: `workload attest|key|config`: play an attested workload (simulated TEE).
+//! - `bench`: `guardctl bench`: throughput and latency of a node's workload service.
 //! - `demo`: `dev demo` (and `dev up --demo`): a workload through attest, key, config and failover.
 //! - `proposal`: commands that need several admins: `--propose FILE`, `approve`, `submit`.
 //! - `output`: rendering of verdicts as text or JSON.
@@ -21,6 +22,7 @@
 //! given), 1 the evidence was refused, 2 bad usage (arguments, unreadable files).
 
 mod admin_client;
+mod bench;
 mod cluster;
 mod clusterctl;
 mod demo;
@@ -91,6 +93,20 @@ enum Command {
     /// Play an attested workload (INSECURE simulated TEE of a dev cluster).
     #[command(subcommand)]
     Workload(workload::WorkloadCmd),
+    /// Measure throughput and p50/p99 latency of one node's workload service (key fetch by
+    /// certificate, key fetch with fresh evidence, certificate issuance) against a running dev
+    /// cluster, as its simulated workload (INSECURE). Creates namespace `bench` if it is missing.
+    Bench {
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+        /// Node to drive (default: the first with a workload port).
+        #[arg(long)]
+        node: Option<u64>,
+        #[command(flatten)]
+        opts: bench::BenchOpts,
+        #[arg(long)]
+        json: bool,
+    },
     /// Cluster members (signed admin commands).
     #[command(subcommand)]
     Node(NodeCmd),
@@ -174,7 +190,7 @@ impl SignArgs {
             key: self.key.as_deref(),
             propose: self.propose.as_deref(),
             node: self.node,
-            json: self.json,
+            report: clusterctl::Report::text_or_json(self.json),
         };
         tokio::runtime::Runtime::new()?.block_on(async { clusterctl::issue(how, make.await?, &self.reason).await })
     }
@@ -327,6 +343,10 @@ enum SecretCmd {
         /// File holding the value (at most 64 KiB).
         #[arg(long)]
         from_file: std::path::PathBuf,
+        /// For sealed/ paths: the workload's X25519 public key (hex). The value is encrypted to it
+        /// here and passed to the workload as is; no node can read it.
+        #[arg(long)]
+        recipient: Option<String>,
         #[command(flatten)]
         sign: SignArgs,
     },
@@ -484,8 +504,8 @@ fn main() -> ExitCode {
                 version,
             }))
         }
-        Command::Secret(SecretCmd::Put { namespace, path, from_file, sign }) => {
-            sign.run_with(nsctl::put_secret(&sign.cluster, &namespace, &path, &from_file))
+        Command::Secret(SecretCmd::Put { namespace, path, from_file, recipient, sign }) => {
+            sign.run_with(nsctl::put_secret(&sign.cluster, &namespace, &path, &from_file, recipient.as_deref()))
         }
         Command::Config(ConfigCmd::Put { namespace, name, file, media_type, backend_uri, sign }) => {
             nsctl::put_config(&namespace, &name, &file, &media_type, backend_uri.as_deref())
@@ -500,6 +520,9 @@ fn main() -> ExitCode {
             nsctl::revoke_cert(&namespace, &serial).map_err(anyhow::Error::from).and_then(|b| sign.run(b))
         }
         Command::Workload(cmd) => workload::run(cmd),
+        Command::Bench { cluster, node, opts, json } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(bench::run(&cluster, node, &opts, json))),
         Command::Node(NodeCmd::Revoke { id, sign }) => sign.run(clusterctl::revoke_node(id)),
         Command::Node(NodeCmd::Joins { cluster, json }) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

@@ -123,17 +123,53 @@ pub async fn edit_measurements(dir: &Path, name: &str, edit: MeasurementEdit) ->
     }))
 }
 
-/// Seal a secret to the namespace's current ingest key.
-pub async fn put_secret(dir: &Path, name: &str, key_path: &str, value_file: &Path) -> anyhow::Result<Body> {
+/// What a stored secret is sealed to, for display.
+fn sealed_to(key_path: &str, version: u32) -> String {
+    match key_path.starts_with("sealed/") {
+        true => "pre-encrypted to a workload's key".into(),
+        false => format!("sealed to v{version}"),
+    }
+}
+
+/// Seal a secret: to the namespace's current ingest key, or, for a
+/// `sealed/` path, to the workload's own X25519 key `recipient` (hex), so
+/// the cluster stores and passes it on without being able to read it.
+pub async fn put_secret(
+    dir: &Path,
+    name: &str,
+    key_path: &str,
+    value_file: &Path,
+    recipient: Option<&str>,
+) -> anyhow::Result<Body> {
     let value = zeroize::Zeroizing::new(read_file(value_file, "secret")?);
     guardian_node::keys::KeyPath::parse(key_path).map_err(|e| UsageError(e.to_string()))?;
-    let (node, ns) = fetch(dir, None, name).await?;
-    let version = ns.summary.map_or(0, |s| s.current_secret_version);
-    let ingest: [u8; 32] = ns.ingest_public_key.as_slice().try_into().map_err(|_| {
-        anyhow::anyhow!("node {node} has no ingest key for namespace {name} (are the threshold keys up?)")
-    })?;
-    let context = sealing::put_context(name, key_path, version);
-    let sealed = sealing::seal(&ingest, &context, &value, &mut rand::thread_rng())?;
+    let (version, public, context) = match (key_path.starts_with("sealed/"), recipient) {
+        (true, Some(hex_key)) => {
+            let public = hex::decode(hex_key)
+                .ok()
+                .and_then(|k| <[u8; 32]>::try_from(k).ok())
+                .ok_or_else(|| UsageError("--recipient must be a 32-byte X25519 public key in hex".into()))?;
+            (0, public, sealing::workload_sealed_context(name, key_path))
+        }
+        (true, None) => {
+            return Err(UsageError(format!(
+                "{key_path} is delivered as is to workloads: give --recipient, the workload's X25519 public key"
+            ))
+            .into())
+        }
+        (false, Some(_)) => {
+            return Err(UsageError("--recipient is only for sealed/ paths (pre-encrypted to a workload)".into()).into())
+        }
+        (false, None) => {
+            let (node, ns) = fetch(dir, None, name).await?;
+            let version = ns.summary.map_or(0, |s| s.current_secret_version);
+            let ingest: [u8; 32] = ns.ingest_public_key.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!("node {node} has no ingest key for namespace {name} (are the threshold keys up?)")
+            })?;
+            (version, ingest, sealing::put_context(name, key_path, version))
+        }
+    };
+    let sealed = sealing::seal(&public, &context, &value, &mut rand::thread_rng())?;
     Ok(Body::PutSecret(PutSecret {
         namespace: name.to_string(),
         key_path: key_path.to_string(),
@@ -194,7 +230,7 @@ pub async fn show(r: &ReadArgs, name: &str) -> anyhow::Result<ExitCode> {
             if ns.policy.is_none() { " (no policy: admits no workload)" } else { "" }
         );
         for k in &ns.stored_keys {
-            out!("  stored secret {} (sealed to v{})", k.key_path, k.version);
+            out!("  stored secret {} ({})", k.key_path, sealed_to(&k.key_path, k.version));
         }
         for c in &ns.configs {
             out!("  config {} ({}, sha256 {})", c.name, c.media_type, hex::encode(&c.digest[..8.min(c.digest.len())]));
@@ -216,7 +252,7 @@ pub async fn key_list(r: &ReadArgs, name: &str) -> anyhow::Result<ExitCode> {
         out!("namespace {name}: current secret version {current}; live versions {:?}", ns.active_secret_versions);
         out!("  derived keys exist for every path (pvc/<name>, secret/<name>, ...) at every live version");
         for (p, v) in stored {
-            out!("  stored: {p} (sealed to v{v})");
+            out!("  stored: {p} ({})", sealed_to(p, v));
         }
     }
     Ok(ExitCode::SUCCESS)

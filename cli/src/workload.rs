@@ -97,8 +97,46 @@ pub async fn connect(
         .map_err(|e| UsageError(format!("node {} workload address: {e}", node.id)))?;
     let channel = tokio::time::timeout(std::time::Duration::from_secs(5), grpc::connect(addr, Arc::new(cfg)))
         .await
-        .map_err(|_| anyhow::anyhow!("node {}: connection timed out", node.id))??;
+        .map_err(|_| Unreachable(format!("node {}: connection timed out", node.id)))?
+        .map_err(|e| Unreachable(format!("node {}: {e}", node.id)))?;
     Ok(WorkloadServiceClient::new(channel))
+}
+
+/// A node that could not be reached (another may answer).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreachable(String);
+
+/// Run `call` on node `only`, or on each node with a workload port in turn
+/// until one answers, as a workload given several endpoints does: a node
+/// that cannot be reached or answers Unavailable is skipped; any other
+/// answer, a refusal included, is final.
+pub async fn on_any_node<'c, T, Fut>(
+    cluster: &'c ClusterFile,
+    only: Option<u64>,
+    mut call: impl FnMut(&'c NodeEntry) -> Fut,
+) -> anyhow::Result<(&'c NodeEntry, T)>
+where
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    pick(cluster, only)?;
+    let mut last = None;
+    for node in cluster.nodes.iter().filter(|n| n.workload_addr.is_some() && only.is_none_or(|id| id == n.id)) {
+        match call(node).await {
+            Ok(v) => return Ok((node, v)),
+            Err(e) if skippable(&e) => {
+                eprintln!("guardctl: node {}: {e:#}; trying the next node", node.id);
+                last = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow::anyhow!("no node answered")))
+}
+
+fn skippable(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Unreachable>().is_some()
+        || e.downcast_ref::<tonic::Status>().is_some_and(|s| s.code() == tonic::Code::Unavailable)
 }
 
 /// The cluster's simulated workload TEE (INSECURE), with the measurements of `label`.
@@ -135,14 +173,24 @@ pub async fn attest(
     validity: u32,
 ) -> anyhow::Result<(Identity, AttestResponse)> {
     let tee = sim_workload(cluster, label)?;
+    let mut client = connect(cluster, node, None).await?;
+    request_certificate(&mut client, &tee, namespace, validity).await
+}
+
+/// Challenge, evidence from `tee` bound to a new P-256 key, certificate: on an open connection.
+pub async fn request_certificate(
+    client: &mut WorkloadServiceClient<Channel>,
+    tee: &SimTee,
+    namespace: &str,
+    validity: u32,
+) -> anyhow::Result<(Identity, AttestResponse)> {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let spki = rcgen::PublicKeyData::subject_public_key_info(&key);
-    let mut client = connect(cluster, node, None).await?;
     let nonce =
         client.get_challenge(GetChallengeRequest { namespace: namespace.to_string() }).await?.into_inner().nonce;
     let req = AttestRequest {
         namespace: namespace.to_string(),
-        evidence: Some(sim_evidence(&tee, &nonce, &spki)),
+        evidence: Some(sim_evidence(tee, &nonce, &spki)),
         nonce,
         subject: Some(attest_request::Subject::PublicKeySpkiDer(spki)),
         requested_validity_secs: validity,
@@ -157,6 +205,7 @@ pub async fn attest(
 }
 
 /// How a key request authenticates.
+#[derive(Clone, Copy)]
 pub enum KeyAuth<'a> {
     Certificate(&'a Identity),
     /// Fresh simulated evidence with this measurements label.
@@ -172,24 +221,34 @@ pub async fn get_key(
     version: u32,
     auth: KeyAuth<'_>,
 ) -> anyhow::Result<(u32, zeroize::Zeroizing<Vec<u8>>)> {
-    let mut req = GetKeyRequest { namespace: namespace.into(), key_path: path.into(), version, ..Default::default() };
-    let (mut client, opener) = match auth {
-        KeyAuth::Certificate(id) => (connect(cluster, node, Some(id)).await?, None),
-        KeyAuth::FreshEvidence(label) => {
-            let tee = sim_workload(cluster, label)?;
-            let (sk, pk) = sealing::generate(&mut rand::thread_rng());
-            let spki = sealing::x25519_spki(&pk);
-            let mut client = connect(cluster, node, None).await?;
-            let nonce =
-                client.get_challenge(GetChallengeRequest { namespace: namespace.into() }).await?.into_inner().nonce;
-            req.fresh_evidence = Some(FreshEvidence {
-                evidence: Some(sim_evidence(&tee, &nonce, &spki)),
-                nonce,
-                public_key_spki_der: spki,
-            });
-            (client, Some(sk))
-        }
+    let (identity, fresh) = match auth {
+        KeyAuth::Certificate(id) => (Some(id), None),
+        KeyAuth::FreshEvidence(label) => (None, Some(sim_workload(cluster, label)?)),
     };
+    let mut client = connect(cluster, node, identity).await?;
+    request_key(&mut client, namespace, path, version, fresh.as_ref()).await
+}
+
+/// A key on an open connection: authenticated by the connection's client
+/// certificate, or (with `fresh`) by new evidence from that TEE bound to a
+/// new X25519 key, which the key then comes sealed to.
+pub async fn request_key(
+    client: &mut WorkloadServiceClient<Channel>,
+    namespace: &str,
+    path: &str,
+    version: u32,
+    fresh: Option<&SimTee>,
+) -> anyhow::Result<(u32, zeroize::Zeroizing<Vec<u8>>)> {
+    let mut req = GetKeyRequest { namespace: namespace.into(), key_path: path.into(), version, ..Default::default() };
+    let mut opener = None;
+    if let Some(tee) = fresh {
+        let (sk, pk) = sealing::generate(&mut rand::thread_rng());
+        let spki = sealing::x25519_spki(&pk);
+        let nonce = client.get_challenge(GetChallengeRequest { namespace: namespace.into() }).await?.into_inner().nonce;
+        req.fresh_evidence =
+            Some(FreshEvidence { evidence: Some(sim_evidence(tee, &nonce, &spki)), nonce, public_key_spki_der: spki });
+        opener = Some(sk);
+    }
     let resp = client.get_key(req).await?.into_inner();
     let value = match (resp.secret, opener) {
         (Some(get_key_response::Secret::PlaintextSecret(v)), _) => zeroize::Zeroizing::new(v),
@@ -259,8 +318,8 @@ pub fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
         match cmd {
             WorkloadCmd::Attest { namespace, out: dir, label, validity, at } => {
                 let cluster = ClusterFile::load(&at.cluster)?;
-                let node = pick(&cluster, at.node)?;
-                let (identity, resp) = attest(&cluster, node, &namespace, &label, validity).await?;
+                let (node, (identity, resp)) =
+                    on_any_node(&cluster, at.node, |n| attest(&cluster, n, &namespace, &label, validity)).await?;
                 identity.save(&dir)?;
                 if at.json {
                     out!("{}", json!({"node": node.id, "rule": resp.matched_rule, "expires_at": resp.expires_at_unix, "dir": dir}));
@@ -270,14 +329,14 @@ pub fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
             }
             WorkloadCmd::Key { namespace, path, version, identity, fresh, label, at } => {
                 let cluster = ClusterFile::load(&at.cluster)?;
-                let node = pick(&cluster, at.node)?;
                 let loaded = identity.as_deref().map(Identity::load).transpose()?;
                 let auth = match (&loaded, fresh) {
                     (Some(id), false) => KeyAuth::Certificate(id),
                     (None, true) => KeyAuth::FreshEvidence(&label),
                     _ => return Err(UsageError("give --identity DIR (mTLS) or --fresh".into()).into()),
                 };
-                let (version, value) = get_key(&cluster, node, &namespace, &path, version, auth).await?;
+                let (node, (version, value)) =
+                    on_any_node(&cluster, at.node, |n| get_key(&cluster, n, &namespace, &path, version, auth)).await?;
                 let check = fingerprint(&value);
                 if at.json {
                     out!("{}", json!({"node": node.id, "path": path, "version": version, "len": value.len(), "check": check}));
@@ -287,15 +346,17 @@ pub fn run(cmd: WorkloadCmd) -> anyhow::Result<ExitCode> {
             }
             WorkloadCmd::Config { namespace, name, identity, at } => {
                 let cluster = ClusterFile::load(&at.cluster)?;
-                let node = pick(&cluster, at.node)?;
                 let id = Identity::load(&identity)?;
-                let mut client = connect(&cluster, node, Some(&id)).await?;
                 let req = GetConfigRequest {
                     namespace,
                     selector: Some(get_config_request::Selector::Name(name)),
                     ..Default::default()
                 };
-                let resp = client.get_config(req).await?.into_inner();
+                let (node, resp) = on_any_node(&cluster, at.node, |n| async {
+                    let mut client = connect(&cluster, n, Some(&id)).await?;
+                    Ok(client.get_config(req.clone()).await?.into_inner())
+                })
+                .await?;
                 let refs: Vec<serde_json::Value> = resp.references.iter().map(describe_reference).collect();
                 if at.json {
                     out!("{}", json!({"node": node.id, "name": resp.name, "digest": hex::encode(&resp.digest), "content": String::from_utf8_lossy(&resp.content), "references": refs}));

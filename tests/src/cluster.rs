@@ -42,7 +42,7 @@ pub struct TestCluster {
 /// base+300..) are free now. Every port stays below Linux's ephemeral range (32768..): a node
 /// restarted by a test must get its ports back, and an outgoing connection of another test
 /// cluster could otherwise be handed one of them while the node is down.
-fn free_base(n: u16) -> u16 {
+pub fn free_base(n: u16) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     loop {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -191,9 +191,7 @@ impl TestCluster {
     pub fn add_node(&mut self) -> u64 {
         let out = self.guardctl(&["dev", "add-node", "--no-start"]);
         assert!(out.status.success(), "dev add-node: {}", String::from_utf8_lossy(&out.stderr));
-        let cluster: Value =
-            serde_json::from_slice(&std::fs::read(self.path().join("cluster.json")).expect("cluster.json"))
-                .expect("json");
+        let cluster: Value = self.cluster_json().expect("cluster.json");
         let id = cluster["nodes"].as_array().and_then(|n| n.last()).and_then(|n| n["id"].as_u64()).expect("new node");
         self.tune(id);
         self.start_node(id);
@@ -234,11 +232,21 @@ impl TestCluster {
         self.http_get(id, path).map(|(code, _)| code)
     }
 
+    /// cluster.json, as guardctl wrote it (None while it cannot be read).
+    pub fn cluster_json(&self) -> Option<Value> {
+        serde_json::from_slice(&std::fs::read(self.path().join("cluster.json")).ok()?).ok()
+    }
+
+    /// A string field of node `id`'s entry in cluster.json, e.g. `workload_addr`.
+    pub fn node_field(&self, id: u64, field: &str) -> Option<String> {
+        let cluster = self.cluster_json()?;
+        Some(cluster["nodes"].as_array()?.iter().find(|n| n["id"] == id)?[field].as_str()?.to_string())
+    }
+
     /// GET `path` from node `id`'s health port: status code and body.
     pub fn http_get(&self, id: u64, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
-        let cluster: Value = serde_json::from_slice(&std::fs::read(self.path().join("cluster.json")).ok()?).ok()?;
-        let addr = cluster["nodes"].as_array()?.iter().find(|n| n["id"] == id)?["health_addr"].as_str()?.to_string();
+        let addr = self.node_field(id, "health_addr")?;
         let mut s = std::net::TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(s, "GET {path} HTTP/1.1\r\nHost: guardian\r\nConnection: close\r\n\r\n").ok()?;
@@ -349,8 +357,9 @@ impl Drop for TestCluster {
     }
 }
 
-/// Attackers at the TLS layer: clients that present forged or empty
-/// credentials to a node's peer port.
+/// Clients at the TLS layer that do not check the node: attackers that
+/// present forged or empty credentials to a node's peer port, and raw
+/// workload clients that can replay what a workload sent.
 pub mod attacker {
     use std::sync::Arc;
 
@@ -358,10 +367,12 @@ pub mod attacker {
     use guardian_node::net::ratls::grpc;
     use guardian_node::net::ratls::verify::PeerCertificate;
     use guardian_proto::v1::peer_service_client::PeerServiceClient;
+    use guardian_proto::v1::workload_service_client::WorkloadServiceClient;
     use guardian_proto::v1::RaftRequest;
     use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
     use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
     use rustls::{DigitallySignedStruct, SignatureScheme};
+    use tonic::transport::Channel;
 
     /// Accepts any server: the attacker does not care who it talks to.
     #[derive(Debug)]
@@ -402,8 +413,11 @@ pub mod attacker {
         }
     }
 
+    /// A client certificate chain and its PKCS#8 key.
+    type ClientAuth = (Vec<CertificateDer<'static>>, Vec<u8>);
+
     fn config(
-        client_cert: Option<(CertificateDer<'static>, &NodeKey)>,
+        client_cert: Option<ClientAuth>,
         seen: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
     ) -> Arc<rustls::ClientConfig> {
         let b = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -412,9 +426,9 @@ pub mod attacker {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(AnyServer(seen)));
         let mut cfg = match client_cert {
-            Some((cert, key)) => {
-                let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.pkcs8_der().to_vec().into());
-                b.with_client_auth_cert(vec![cert], der).expect("client cert")
+            Some((chain, key)) => {
+                let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.into());
+                b.with_client_auth_cert(chain, der).expect("client cert")
             }
             None => b.with_no_client_auth(),
         };
@@ -429,6 +443,24 @@ pub mod attacker {
         let _ = grpc::connect(addr, config(None, seen.clone())).await;
         let cert = seen.lock().expect("lock").clone();
         cert.expect("the node presented a certificate")
+    }
+
+    /// A client of a node's workload port, optionally with a workload
+    /// certificate chain and key (as `guardctl workload attest` saved them in
+    /// `dir`: cert.der, chain.json, key.der). It does not check the node: the
+    /// tests use it to send what a workload, or someone replaying one, sends.
+    pub async fn workload_client(addr: &str, identity: Option<&std::path::Path>) -> WorkloadServiceClient<Channel> {
+        let auth = identity.map(|dir| {
+            let read = |f: &str| std::fs::read(dir.join(f)).expect("identity file");
+            let chain: Vec<String> = serde_json::from_slice(&read("chain.json")).expect("chain.json");
+            let mut certs = vec![CertificateDer::from(read("cert.der"))];
+            certs.extend(chain.iter().map(|c| CertificateDer::from(hex::decode(c).expect("hex"))));
+            (certs, read("key.der"))
+        });
+        let addr = addr.parse().expect("workload address");
+        let channel =
+            grpc::connect(addr, config(auth, Default::default())).await.expect("connect to the workload port");
+        WorkloadServiceClient::new(channel)
     }
 
     /// What an attacker presents.
@@ -470,7 +502,8 @@ pub mod attacker {
         }
         .expect("forged certificate");
         let addr = peer_addr.parse().expect("peer address");
-        let Ok(channel) = grpc::connect(addr, config(Some((cert, &key)), Default::default())).await else {
+        let auth = (vec![cert], key.pkcs8_der().to_vec());
+        let Ok(channel) = grpc::connect(addr, config(Some(auth), Default::default())).await else {
             return false;
         };
         PeerServiceClient::new(channel).vote(RaftRequest::default()).await.is_ok()

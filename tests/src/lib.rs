@@ -5,6 +5,7 @@
 //! - [`fixtures`]: loading the real evidence kept in `tests/data/attestation/`.
 //! - [`cluster`]: real multi-process clusters (`guardian` processes on 127.0.0.1) driven through `guardctl`.
 //! - [`faults`]: a fault-injecting TCP transport between cluster nodes (partitions).
+//! - [`workload`]: the simulated workload's policy and guardctl answers, for the workload tests.
 //! - [`cases`]: the attestation cases (T1–T9, B1–B7, A1–A2) with their expected verdicts,
 //!   as listed in `tests/data/attestation/README.md`.
 
@@ -13,3 +14,4 @@ pub mod cases;
 pub mod cluster;
 pub mod faults;
 pub mod fixtures;
+pub mod workload;

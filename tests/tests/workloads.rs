@@ -7,44 +7,9 @@ use std::time::Duration;
 
 use guardian_node::attest::sim::SimMeasurements;
 use guardian_tests::cluster::{eventually, TestCluster, Tuning};
-use serde_json::Value;
+use guardian_tests::workload::{app_policy, json, ok, refused, workload_config, APP};
 
 const READY: Duration = Duration::from_secs(90);
-const APP: &str = "guardian-demo-app";
-
-fn policy(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let m = SimMeasurements::from_label(APP);
-    let text = format!(
-        "[workloads]\ntees = [\"sim\"]\naccepted_tcb_status = [\"Simulated\"]\n\n\
-         [[workloads.tdx]]\nname = \"app\"\nmrtd = \"{}\"\nrtmr2 = \"{}\"\n\n\
-         [certificates]\ndns_sans = [\"app.demo.svc\"]\n\n\
-         [[grants]]\nrule = \"app\"\nkeys = [\"pvc/\"]\nconfigs = [\"app\"]\n",
-        hex::encode(m.mrtd),
-        hex::encode(m.rtmr[2])
-    );
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-fn json(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)
-}
-
-fn ok(o: std::process::Output) -> Value {
-    assert!(
-        o.status.success(),
-        "guardctl failed: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    json(&o)
-}
-
-fn refused(o: std::process::Output, why: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains(why), "expected a refusal with {why:?}, got: {err}");
-}
 
 #[test]
 fn an_attested_workload_gets_keys_and_configs_from_every_node_until_it_is_revoked() {
@@ -52,7 +17,7 @@ fn an_attested_workload_gets_keys_and_configs_from_every_node_until_it_is_revoke
     c.wait_ready(&[1, 2, 3, 4, 5], READY);
     c.wait_keys(1, READY);
     let dir = c.path().to_path_buf();
-    let p = policy(&dir, "policy.toml");
+    let p = app_policy(&dir, "policy.toml", &["pvc/"], &["app"]);
     let p = p.to_str().unwrap();
     ok(c.guardctl(&["namespace", "create", "demo", "--policy", p, "--json"]));
     ok(c.guardctl(&["namespace", "create", "other", "--policy", p, "--json"]));
@@ -95,18 +60,7 @@ fn an_attested_workload_gets_keys_and_configs_from_every_node_until_it_is_revoke
     let cfg = dir.join("app.toml");
     std::fs::write(&cfg, "volume = \"${guardian:pvc/db}\"\n").unwrap();
     ok(c.guardctl(&["config", "put", "demo", "app", cfg.to_str().unwrap(), "--json"]));
-    let got = ok(c.guardctl(&[
-        "workload",
-        "config",
-        "--namespace",
-        "demo",
-        "app",
-        "--identity",
-        id,
-        "--node",
-        "4",
-        "--json",
-    ]));
+    let got = ok(workload_config(&c, "demo", "app", id, "4"));
     assert_eq!(got["references"][0]["reference"], "guardian:pvc/db");
     assert_eq!(got["references"][0]["value"]["secret_bytes"], 32);
 

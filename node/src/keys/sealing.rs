@@ -150,6 +150,12 @@ pub fn put_context(namespace: &str, key_path: &str, version: u32) -> String {
     format!("ns/{namespace}/put/{key_path}/v{version}")
 }
 
+/// The context of a secret an admin seals in advance to a workload's own
+/// X25519 key (`sealed/<name>`); the cluster never opens it.
+pub fn workload_sealed_context(namespace: &str, key_path: &str) -> String {
+    format!("ns/{namespace}/sealed-for-workload/{key_path}")
+}
+
 /// The context of a key released to a workload.
 pub fn key_context(namespace: &str, key_path: &str, version: u32) -> String {
     format!("ns/{namespace}/key/{key_path}/v{version}")

@@ -142,7 +142,7 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
             let sealed = p.encrypted_secret.as_ref().ok_or("PutSecret without a sealed secret")?;
             let (version, context) = match p.key_path.strip_prefix("sealed/") {
                 // Pre-encrypted to a workload: passed through, never opened by the cluster.
-                Some(_) => (0, sealed.context.clone()),
+                Some(_) => (0, crate::keys::sealing::workload_sealed_context(&p.namespace, &p.key_path)),
                 None => (p.version, crate::keys::sealing::put_context(&p.namespace, &p.key_path, p.version)),
             };
             if sealed.context != context {

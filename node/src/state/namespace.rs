@@ -280,7 +280,12 @@ impl Namespace {
     /// Store an admin's sealed secret under `key_path`.
     pub fn put_secret(&mut self, key_path: &str, version: u32, sealed: Vec<u8>, now: u64) -> Result<(), String> {
         crate::keys::KeyPath::parse(key_path).map_err(|e| e.to_string())?;
-        if !self.versions.contains_key(&version) {
+        // A sealed/ secret is encrypted to a workload's own key, not to a namespace version (0).
+        let live = match key_path.starts_with("sealed/") {
+            true => version == 0,
+            false => self.versions.contains_key(&version),
+        };
+        if !live {
             return Err(format!("secret version {version} is not live; seal to the current version"));
         }
         if sealed.is_empty() || sealed.len() > MAX_SEALED_SECRET {
@@ -360,5 +365,25 @@ impl Namespace {
         }
         self.certs.insert(serial.to_string(), cert);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_secrets_are_sealed_to_a_live_version_or_to_a_workload() {
+        let mut ns = Namespace::new(0, None);
+        ns.put_secret("secret/a", 1, vec![1], 0).unwrap();
+        assert!(ns.put_secret("secret/a", 2, vec![1], 0).unwrap_err().contains("not live"));
+        assert!(ns.put_secret("secret/b", 0, vec![1], 0).is_err(), "version 0 is only for sealed/");
+        ns.put_secret("sealed/tls", 0, vec![1], 0).unwrap();
+        assert!(ns.put_secret("sealed/tls", 1, vec![1], 0).is_err(), "sealed/ is never under a version");
+        assert!(ns.put_secret("secret/c", 1, vec![], 0).is_err());
+        assert!(ns.put_secret("secret/c", 1, vec![0; MAX_SEALED_SECRET + 1], 0).is_err());
+        ns.rotate(10);
+        let refusal = ns.retire(1, 20).unwrap_err();
+        assert!(refusal.contains("secret/a") && !refusal.contains("sealed/tls"), "{refusal}");
     }
 }
