@@ -21,7 +21,6 @@ pub mod leaf;
 use std::cell::Cell;
 use std::fmt;
 
-use ed25519_dalek::pkcs8::EncodePrivateKey;
 use ed25519_dalek::{Signature, Signer, VerifyingKey};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyIdMethod, KeyUsagePurpose,
@@ -244,17 +243,6 @@ impl NamespaceCaKey {
     /// The 32-byte Ed25519 public key, for [`NamespaceCaParams::public_key`].
     pub fn public_key(&self) -> [u8; 32] {
         self.public
-    }
-
-    /// An rcgen `KeyPair` holding this key (via PKCS#8), for code that needs an owned rcgen key.
-    /// Note: rcgen's `KeyPair` (without its `zeroize` feature) does not wipe its copy of the
-    /// secret on drop; prefer using `NamespaceCaKey` itself as the `SigningKey`.
-    pub fn to_rcgen_key_pair(&self) -> Result<rcgen::KeyPair> {
-        let doc = self
-            .signing
-            .to_pkcs8_der()
-            .map_err(|e| CaError::Build(format!("PKCS#8 encoding of the namespace CA key: {e}")))?;
-        Ok(rcgen::KeyPair::try_from(doc.as_bytes())?)
     }
 }
 
@@ -608,13 +596,6 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let (ok, out) = openssl_verify(dir.path(), &root_der, &ns_der, &leaf_der);
-        assert!(ok && out.contains("leaf.pem: OK"), "openssl output: {out}");
-
-        // The PKCS#8 route to an rcgen KeyPair yields the same key and also issues valid leaves.
-        let kp = ns_key.to_rcgen_key_pair().expect("keypair");
-        assert_eq!(kp.public_key_raw(), ns_key.public_key().as_slice());
-        let leaf2 = issue_leaf(&ns_der, &kp);
-        let (ok, out) = openssl_verify(dir.path(), &root_der, &ns_der, &leaf2);
         assert!(ok && out.contains("leaf.pem: OK"), "openssl output: {out}");
     }
 

@@ -76,7 +76,7 @@ impl NodeApplier {
             .get(&envelope.from)
             .ok_or_else(|| format!("record from node {}, which is not a member", envelope.from))?;
         let body =
-            envelope.open_in(Domain::Record, &self.genesis.cluster_id, &member.identity).map_err(|e| e.to_string())?;
+            envelope.open(Domain::Record, &self.genesis.cluster_id, &member.identity).map_err(|e| e.to_string())?;
         let record: Record = serde_json::from_slice(body).map_err(|e| format!("malformed record: {e}"))?;
         let now = proposed_at.max(state.clock);
         match record {

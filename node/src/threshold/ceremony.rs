@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::envelope::Envelope;
+use super::envelope::{Domain, Envelope};
 use super::escrow::{self, Escrow, EscrowDeal, RecoveryConfig, RestorePin};
 use super::{bls, frost, share_index};
 use crate::state::{ClusterState, MemberStatus, NodeId};
@@ -353,7 +353,7 @@ pub fn apply(p: &Params, state: &mut ClusterState, cmd: &KeyCommand, now: u64) -
                 .members
                 .get(&envelope.from)
                 .ok_or_else(|| format!("key message from node {}, which is not a member", envelope.from))?;
-            let body = envelope.open(p.cluster_id, &member.identity).map_err(|e| e.to_string())?;
+            let body = envelope.open(Domain::KeyMessage, p.cluster_id, &member.identity).map_err(|e| e.to_string())?;
             let msg: KeyMsg = serde_json::from_slice(body).map_err(|e| format!("malformed key message: {e}"))?;
             match msg {
                 KeyMsg::Deal { session, deal } => add_deal(state, &session, envelope.from, deal, now),
@@ -585,7 +585,9 @@ fn complaint(
         return Err(format!("node {accuser} cannot complain about node {accused} in this ceremony"));
     }
     let member = state.members.get(&accused).ok_or("the accused is not a member")?;
-    let body = evidence.open(p.cluster_id, &member.identity).map_err(|e| format!("complaint evidence: {e}"))?;
+    let body = evidence
+        .open(Domain::KeyMessage, p.cluster_id, &member.identity)
+        .map_err(|e| format!("complaint evidence: {e}"))?;
     let secret: SecretDeal = serde_json::from_slice(body).map_err(|_| "complaint evidence is not a secret deal")?;
     if secret.session != *session || secret.recipient != accuser {
         return Err("complaint evidence is for another session or recipient".into());

@@ -84,19 +84,8 @@ fn signing_input(domain: Domain, cluster_id: &[u8; 16], from: NodeId, body: &[u8
 }
 
 impl Envelope {
-    /// Sign a key-ceremony message `body` as node `from`; `sign` is the node key's ECDSA signer.
-    pub fn seal(
-        cluster_id: &[u8; 16],
-        from: NodeId,
-        spki: Vec<u8>,
-        body: Vec<u8>,
-        sign: impl FnOnce(&[u8]) -> Result<Vec<u8>, String>,
-    ) -> Result<Self, EnvelopeError> {
-        Self::seal_in(Domain::KeyMessage, cluster_id, from, spki, body, sign)
-    }
-
     /// Sign `body` of kind `domain` as node `from`.
-    pub fn seal_in(
+    pub fn seal(
         domain: Domain,
         cluster_id: &[u8; 16],
         from: NodeId,
@@ -108,18 +97,8 @@ impl Envelope {
         Ok(Envelope { from, spki, body, signature })
     }
 
-    /// The body of a key-ceremony message, if the signature is valid and the key is `identity`.
-    pub fn open(&self, cluster_id: &[u8; 16], identity: &NodeIdentity) -> Result<&[u8], EnvelopeError> {
-        self.open_in(Domain::KeyMessage, cluster_id, identity)
-    }
-
     /// The body of a message of kind `domain`, if the signature is valid and the key is `identity`.
-    pub fn open_in(
-        &self,
-        domain: Domain,
-        cluster_id: &[u8; 16],
-        identity: &NodeIdentity,
-    ) -> Result<&[u8], EnvelopeError> {
+    pub fn open(&self, domain: Domain, cluster_id: &[u8; 16], identity: &NodeIdentity) -> Result<&[u8], EnvelopeError> {
         if NodeIdentity(Sha256::digest(&self.spki).into()) != *identity {
             return Err(EnvelopeError::WrongIdentity(self.from));
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::rngs::OsRng;
 
 use super::ceremony::{apply, CeremonyKind, Deal, KeyCommand, KeyMsg, Params, SecretDeal};
-use super::envelope::Envelope;
+use super::envelope::{Domain, Envelope};
 use super::{bls, frost};
 use crate::net::ratls::cert::NodeKey;
 use crate::state::{ClusterState, Member, MemberStatus, NodeId};
@@ -25,8 +25,10 @@ pub(super) struct Node {
 impl Node {
     pub(super) fn seal(&self, msg: &impl serde::Serialize) -> Envelope {
         let body = serde_json::to_vec(msg).unwrap();
-        Envelope::seal(&CLUSTER, self.id, self.key.spki_der(), body, |m| self.key.sign(m).map_err(|e| e.to_string()))
-            .unwrap()
+        Envelope::seal(Domain::KeyMessage, &CLUSTER, self.id, self.key.spki_der(), body, |m| {
+            self.key.sign(m).map_err(|e| e.to_string())
+        })
+        .unwrap()
     }
 }
 

@@ -73,7 +73,7 @@ pub fn mint<R: RngCore + CryptoRng>(
     let expires_at = now + CHALLENGE_TTL_SECS;
     let body = Body { namespace: namespace.to_string(), issued_at: now, expires_at, random };
     let body = serde_json::to_vec(&body).map_err(|e| e.to_string())?;
-    let envelope = Envelope::seal_in(Domain::Challenge, cluster_id, me, spki, body, sign).map_err(|e| e.to_string())?;
+    let envelope = Envelope::seal(Domain::Challenge, cluster_id, me, spki, body, sign).map_err(|e| e.to_string())?;
     Ok((serde_json::to_vec(&envelope).map_err(|e| e.to_string())?, expires_at))
 }
 
@@ -90,7 +90,7 @@ pub fn check(
     }
     let envelope: Envelope = serde_json::from_slice(nonce).map_err(|e| ChallengeError::Malformed(e.to_string()))?;
     let identity = identity_of(envelope.from).ok_or(ChallengeError::UnknownIssuer(envelope.from))?;
-    let body = envelope.open_in(Domain::Challenge, cluster_id, &identity).map_err(|_| ChallengeError::BadSignature)?;
+    let body = envelope.open(Domain::Challenge, cluster_id, &identity).map_err(|_| ChallengeError::BadSignature)?;
     let body: Body = serde_json::from_slice(body).map_err(|e| ChallengeError::Malformed(e.to_string()))?;
     if body.namespace != namespace {
         return Err(ChallengeError::WrongNamespace { issued: body.namespace, asked: namespace.to_string() });

@@ -23,7 +23,7 @@ use crate::threshold::ceremony::{
     check_secret_deal, desired_holders, escrow_due, Ceremony, CeremonyKind, Deal, GroupKeys, KeyCommand, KeyMsg,
     SecretDeal, CEREMONY_TIMEOUT_SECS,
 };
-use crate::threshold::envelope::Envelope;
+use crate::threshold::envelope::{Domain, Envelope};
 use crate::threshold::{bls, frost, share_index};
 
 /// A dealer's polynomials for one session, sealed at `dealer/<session>`.
@@ -351,7 +351,7 @@ pub fn receive(node: &KeyNode, from: NodeId, envelope: &Envelope) -> Result<Opti
         node.view.with_state(|s| (s.keys.ceremony.clone(), s.members.get(&from).map(|m| m.identity)));
     let c = ceremony.ok_or_else(|| other("no key ceremony is running"))?;
     let identity = identity.ok_or_else(|| other(format!("node {from} is not a member")))?;
-    let body = envelope.open(&node.cluster_id, &identity).map_err(other)?;
+    let body = envelope.open(Domain::KeyMessage, &node.cluster_id, &identity).map_err(other)?;
     let deal: SecretDeal = serde_json::from_slice(body).map_err(|_| other("not a secret deal"))?;
     if deal.session != c.session || deal.recipient != node.me || !c.dealers.contains(&from) {
         return Err(other("secret deal for another session, recipient or dealer"));

@@ -37,7 +37,7 @@ use crate::state::{Command, NodeId};
 use crate::store::{SecretStore, StateView};
 use crate::threshold::ceremony::Params;
 use crate::threshold::ceremony::{KeyCommand, KeyMsg};
-use crate::threshold::envelope::Envelope;
+use crate::threshold::envelope::{Domain, Envelope};
 use crate::threshold::escrow::{RecoveredRoot, RecoveryConfig, RestorePin};
 
 /// What one node knows and holds for the threshold keys.
@@ -101,7 +101,7 @@ impl KeyNode {
 
     /// Sign a ceremony message with this node's key.
     pub fn envelope(&self, body: Vec<u8>) -> Result<Envelope, KeyError> {
-        Envelope::seal(&self.cluster_id, self.me, self.key.spki_der(), body, |m| {
+        Envelope::seal(Domain::KeyMessage, &self.cluster_id, self.me, self.key.spki_der(), body, |m| {
             self.key.sign(m).map_err(|e| e.to_string())
         })
         .map_err(|e| KeyError::Other(e.to_string()))

@@ -206,7 +206,7 @@ fn measurements(claims: &crate::attest::Claims) -> std::collections::BTreeMap<St
 async fn propose_record(serving: &Serving, record: &Record) -> Result<u64, ServeError> {
     let node = &serving.keys;
     let body = serde_json::to_vec(record).map_err(|e| ServeError::Internal(e.to_string()))?;
-    let envelope = Envelope::seal_in(Domain::Record, &node.cluster_id, node.me, node.key.spki_der(), body, |m| {
+    let envelope = Envelope::seal(Domain::Record, &node.cluster_id, node.me, node.key.spki_der(), body, |m| {
         node.key.sign(m).map_err(|e| e.to_string())
     })
     .map_err(|e| ServeError::Internal(e.to_string()))?;
