@@ -125,7 +125,7 @@ pub async fn edit_measurements(dir: &Path, name: &str, edit: MeasurementEdit) ->
 
 /// What a stored secret is sealed to, for display.
 fn sealed_to(key_path: &str, version: u32) -> String {
-    match key_path.starts_with("sealed/") {
+    match guardian_node::keys::KeyPath::parse(key_path).is_ok_and(|p| p.is_workload_sealed()) {
         true => "pre-encrypted to a workload's key".into(),
         false => format!("sealed to v{version}"),
     }
@@ -142,14 +142,14 @@ pub async fn put_secret(
     recipient: Option<&str>,
 ) -> anyhow::Result<Body> {
     let value = zeroize::Zeroizing::new(read_file(value_file, "secret")?);
-    guardian_node::keys::KeyPath::parse(key_path).map_err(|e| UsageError(e.to_string()))?;
-    let (version, public, context) = match (key_path.starts_with("sealed/"), recipient) {
+    let path = guardian_node::keys::KeyPath::parse(key_path).map_err(|e| UsageError(e.to_string()))?;
+    let (version, public) = match (path.is_workload_sealed(), recipient) {
         (true, Some(hex_key)) => {
             let public = hex::decode(hex_key)
                 .ok()
                 .and_then(|k| <[u8; 32]>::try_from(k).ok())
                 .ok_or_else(|| UsageError("--recipient must be a 32-byte X25519 public key in hex".into()))?;
-            (0, public, sealing::workload_sealed_context(name, key_path))
+            (0, public)
         }
         (true, None) => {
             return Err(UsageError(format!(
@@ -162,13 +162,13 @@ pub async fn put_secret(
         }
         (false, None) => {
             let (node, ns) = fetch(dir, None, name).await?;
-            let version = ns.summary.map_or(0, |s| s.current_secret_version);
             let ingest: [u8; 32] = ns.ingest_public_key.as_slice().try_into().map_err(|_| {
                 anyhow::anyhow!("node {node} has no ingest key for namespace {name} (are the threshold keys up?)")
             })?;
-            (version, ingest, sealing::put_context(name, key_path, version))
+            (ns.summary.map_or(0, |s| s.current_secret_version), ingest)
         }
     };
+    let (version, context) = sealing::stored_secret_context(name, &path, version);
     let sealed = sealing::seal(&public, &context, &value, &mut rand::thread_rng())?;
     Ok(Body::PutSecret(PutSecret {
         namespace: name.to_string(),

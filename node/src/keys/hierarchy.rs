@@ -52,6 +52,9 @@ impl std::fmt::Display for KeyName {
     }
 }
 
+/// The key type of secrets sealed in advance to a workload ([`KeyPath::is_workload_sealed`]).
+pub const WORKLOAD_SEALED_TYPE: &str = "sealed";
+
 /// A key path as workloads ask for it: `<type>/<name>` (the KBS
 /// `<type>/<tag>`). `pvc/<name>` and `volume/<name>` are volume keys named
 /// `<name>`; any other type is an application secret named by the whole
@@ -81,6 +84,13 @@ impl KeyPath {
 
     pub fn as_str(&self) -> &str {
         self.path.as_str()
+    }
+
+    /// A `sealed/<name>` path: a secret an admin encrypts in advance to a
+    /// workload's own key. The cluster stores it and hands it on as is, never
+    /// under a namespace secret version, and only inside configs.
+    pub fn is_workload_sealed(&self) -> bool {
+        self.path.as_str().split_once('/').is_some_and(|(kind, _)| kind == WORKLOAD_SEALED_TYPE)
     }
 
     /// What the key at this path is derived for.

@@ -25,7 +25,7 @@ use rand::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::hierarchy::{derive, Purpose};
+use super::hierarchy::{derive, KeyPath, Purpose};
 
 type Kem = X25519HkdfSha256;
 
@@ -156,6 +156,16 @@ pub fn workload_sealed_context(namespace: &str, key_path: &str) -> String {
     format!("ns/{namespace}/sealed-for-workload/{key_path}")
 }
 
+/// The version and context a secret stored at `path` is sealed under:
+/// `version` and [`put_context`] (to the namespace ingest key), or, for a
+/// `sealed/` path, version 0 and [`workload_sealed_context`].
+pub fn stored_secret_context(namespace: &str, path: &KeyPath, version: u32) -> (u32, String) {
+    match path.is_workload_sealed() {
+        true => (0, workload_sealed_context(namespace, path.as_str())),
+        false => (version, put_context(namespace, path.as_str(), version)),
+    }
+}
+
 /// The context of a key released to a workload.
 pub fn key_context(namespace: &str, key_path: &str, version: u32) -> String {
     format!("ns/{namespace}/key/{key_path}/v{version}")
@@ -164,6 +174,17 @@ pub fn key_context(namespace: &str, key_path: &str, version: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_path_is_stored_for_the_workload_never_under_a_version() {
+        let path = |p: &str| KeyPath::parse(p).unwrap();
+        assert_eq!(stored_secret_context("ns", &path("secret/db"), 3), (3, "ns/ns/put/secret/db/v3".into()));
+        assert_eq!(
+            stored_secret_context("ns", &path("sealed/tls"), 3),
+            (0, "ns/ns/sealed-for-workload/sealed/tls".into())
+        );
+        assert!(!path("sealedx/tls").is_workload_sealed() && !path("pvc/sealed").is_workload_sealed());
+    }
 
     #[test]
     fn a_stored_secret_opens_only_with_its_version_and_name() {

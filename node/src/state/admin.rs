@@ -140,11 +140,8 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
         Body::RetireNamespaceSecretVersion(r) => namespace(&mut next, &r.namespace)?.retire(r.version, now)?,
         Body::PutSecret(p) => {
             let sealed = p.encrypted_secret.as_ref().ok_or("PutSecret without a sealed secret")?;
-            let (version, context) = match p.key_path.strip_prefix("sealed/") {
-                // Pre-encrypted to a workload: passed through, never opened by the cluster.
-                Some(_) => (0, crate::keys::sealing::workload_sealed_context(&p.namespace, &p.key_path)),
-                None => (p.version, crate::keys::sealing::put_context(&p.namespace, &p.key_path, p.version)),
-            };
+            let path = crate::keys::KeyPath::parse(&p.key_path).map_err(|e| e.to_string())?;
+            let (version, context) = crate::keys::sealing::stored_secret_context(&p.namespace, &path, p.version);
             if sealed.context != context {
                 return Err(format!("the secret is sealed for {:?}, not {context:?}", sealed.context));
             }

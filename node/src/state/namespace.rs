@@ -279,9 +279,9 @@ impl Namespace {
 
     /// Store an admin's sealed secret under `key_path`.
     pub fn put_secret(&mut self, key_path: &str, version: u32, sealed: Vec<u8>, now: u64) -> Result<(), String> {
-        crate::keys::KeyPath::parse(key_path).map_err(|e| e.to_string())?;
+        let path = crate::keys::KeyPath::parse(key_path).map_err(|e| e.to_string())?;
         // A sealed/ secret is encrypted to a workload's own key, not to a namespace version (0).
-        let live = match key_path.starts_with("sealed/") {
+        let live = match path.is_workload_sealed() {
             true => version == 0,
             false => self.versions.contains_key(&version),
         };

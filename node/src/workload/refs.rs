@@ -27,6 +27,8 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 
+use crate::keys::hierarchy::WORKLOAD_SEALED_TYPE;
+
 /// Most configs one [`plan`] fetches (the root, which is handed in, is not counted).
 pub const MAX_CONFIGS: usize = 64;
 /// Most distinct targets one [`plan`] may reach, configs included.
@@ -66,7 +68,7 @@ impl Target {
         check_name(name).map_err(bad)?;
         Ok(match key_type {
             "config" => Target::Config(name.to_owned()),
-            "sealed" => Target::Sealed(name.to_owned()),
+            WORKLOAD_SEALED_TYPE => Target::Sealed(name.to_owned()),
             _ => Target::Key { key_type: key_type.to_owned(), name: name.to_owned() },
         })
     }
@@ -75,7 +77,7 @@ impl Target {
     pub fn as_reference(&self) -> String {
         match self {
             Target::Config(name) => format!("guardian:config/{name}"),
-            Target::Sealed(name) => format!("guardian:sealed/{name}"),
+            Target::Sealed(name) => format!("guardian:{WORKLOAD_SEALED_TYPE}/{name}"),
             Target::Key { key_type, name } => format!("guardian:{key_type}/{name}"),
         }
     }

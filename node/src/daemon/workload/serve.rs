@@ -301,13 +301,13 @@ async fn key_value(
     path: &KeyPath,
     asked: u32,
 ) -> Result<(u32, zeroize::Zeroizing<Vec<u8>>), ServeError> {
+    if path.is_workload_sealed() {
+        return Err(ServeError::BadRequest("sealed/ secrets are delivered through configs".into()));
+    }
     let (version, stored) = serving.with_namespace(ns, |n| {
         let stored = n.secrets.get(path.as_str()).cloned();
         (n.resolve_version(asked), stored)
     })?;
-    if path.as_str().starts_with("sealed/") {
-        return Err(ServeError::BadRequest("sealed/ secrets are delivered through configs".into()));
-    }
     if let Some(stored) = stored {
         if asked != 0 && asked != stored.version {
             return Err(ServeError::NotFound(format!(
@@ -377,7 +377,7 @@ async fn config(
                 }
             }
             Target::Sealed(n) => {
-                let path = format!("sealed/{n}");
+                let path = format!("{}/{n}", hierarchy::WORKLOAD_SEALED_TYPE);
                 let stored = serving.with_namespace(ns, |x| x.secrets.get(&path).cloned())?.ok_or_else(|| {
                     ServeError::NotFound(format!("config {name:?} references {path}, which is not stored"))
                 })?;
