@@ -7,15 +7,14 @@
 
 use std::sync::Arc;
 
-use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::NoServerSessionStorage;
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
+use rustls::DistinguishedName;
 
 use crate::net::ratls::grpc::CredentialResolver;
-use crate::net::ratls::verify::{algorithms, tls12_refused};
+use crate::net::ratls::verify::{algorithms, tls13_only_signatures};
 
 /// Accepts any client certificate whose holder proves possession of its key.
 #[derive(Debug)]
@@ -47,27 +46,7 @@ impl ClientCertVerifier for ProofOfPossession {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(tls12_refused())
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    tls13_only_signatures!();
 }
 
 /// Server config of the workload port: TLS 1.3, ALPN h2, optional client certificates.
