@@ -338,18 +338,18 @@ async fn config(
     recipient: Option<[u8; 32]>,
 ) -> Result<GetConfigResponse, ServeError> {
     let ns = &caller.namespace;
-    let configs = serving.with_namespace(ns, |n| n.configs.clone())?;
+    // Only the configs this request resolves are copied out of the state, one at a time.
+    let lookup = |n: &str| serving.with_namespace(ns, |x| x.configs.get(n).cloned()).ok().flatten();
     let (name, root) = match selector {
         Some(get_config_request::Selector::Name(name)) => {
-            let c = configs
-                .get(&name)
-                .ok_or_else(|| ServeError::NotFound(format!("namespace {ns} has no config {name:?}")))?;
-            (name, c.clone())
+            let c =
+                lookup(&name).ok_or_else(|| ServeError::NotFound(format!("namespace {ns} has no config {name:?}")))?;
+            (name, c)
         }
-        Some(get_config_request::Selector::Digest(d)) => configs
-            .iter()
-            .find(|(_, c)| c.digest.as_slice() == d.as_slice())
-            .map(|(n, c)| (n.clone(), c.clone()))
+        Some(get_config_request::Selector::Digest(d)) => serving
+            .with_namespace(ns, |x| {
+                x.configs.iter().find(|(_, c)| c.digest.as_slice() == d.as_slice()).map(|(n, c)| (n.clone(), c.clone()))
+            })?
             .ok_or_else(|| {
                 ServeError::NotFound(format!("namespace {ns} has no config with digest {}", hex::encode(&d)))
             })?,
@@ -359,8 +359,8 @@ async fn config(
     let content = backend::content(&root, &serving.files).map_err(|e| ServeError::Unavailable(e.to_string()))?;
     let fetch = |n: &str| -> Result<Vec<u8>, String> {
         caller.doc.may_read_config(&caller.rule, n)?;
-        let c = configs.get(n).ok_or_else(|| format!("no config {n:?}"))?;
-        backend::content(c, &serving.files).map_err(|e| e.to_string())
+        let c = lookup(n).ok_or_else(|| format!("no config {n:?}"))?;
+        backend::content(&c, &serving.files).map_err(|e| e.to_string())
     };
     let plan = refs::plan(&content, fetch).map_err(|e| ServeError::BadRequest(format!("config {name:?}: {e}")))?;
     let mut references = Vec::with_capacity(plan.targets.len());
@@ -368,7 +368,8 @@ async fn config(
         let reference = target.as_reference();
         let resolved = match target {
             Target::Config(n) => {
-                let digest = configs.get(n).map(|c| c.digest.to_vec()).unwrap_or_default();
+                let digest =
+                    serving.with_namespace(ns, |x| x.configs.get(n).map(|c| c.digest.to_vec()))?.unwrap_or_default();
                 let content = plan.configs.get(n).cloned().unwrap_or_default();
                 ResolvedReference {
                     reference,
