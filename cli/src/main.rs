@@ -36,6 +36,7 @@ mod nsctl;
 mod output;
 mod proposal;
 mod recovery;
+mod tokens;
 mod workload;
 
 use std::process::ExitCode;
@@ -87,6 +88,9 @@ enum Command {
     /// Namespace configs.
     #[command(subcommand)]
     Config(ConfigCmd),
+    /// Access tokens for the CoCo front ends: a Trustee KBS's Vault backend, KBS admin writes.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Workload certificates a namespace CA issued.
     #[command(subcommand)]
     Cert(CertCmd),
@@ -353,6 +357,36 @@ enum SecretCmd {
 }
 
 #[derive(Subcommand)]
+enum TokenCmd {
+    /// Create a token scoped to one namespace and one Vault mount. It is shown once (or written to
+    /// --out); the cluster keeps only its hash. Give it to the Trustee KBS as its Vault `token`.
+    Create {
+        #[arg(long)]
+        namespace: String,
+        /// Vault mount path the KBS is configured with (`mount_path`), e.g. secret.
+        #[arg(long, default_value = "secret")]
+        mount: String,
+        /// read: the KBS may fetch keys; read-write: it may also store and delete them.
+        #[arg(long, default_value = "read")]
+        access: String,
+        /// Lifetime: e.g. 90d, 12h, 30m (at most 366 days).
+        #[arg(long, default_value = "90d")]
+        ttl: String,
+        /// Write the token to this file (mode 0600) instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+    /// Revoke a token by its id (the part after `gvt.`); refused from the next committed entry on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        sign: SignArgs,
+    },
+}
+
+#[derive(Subcommand)]
 enum ConfigCmd {
     /// Store a config (content-addressed) under a name.
     Put {
@@ -506,6 +540,19 @@ fn main() -> ExitCode {
         }
         Command::Secret(SecretCmd::Put { namespace, path, from_file, recipient, sign }) => {
             sign.run_with(nsctl::put_secret(&sign.cluster, &namespace, &path, &from_file, recipient.as_deref()))
+        }
+        Command::Token(TokenCmd::Create { namespace, mount, access, ttl, out, sign }) => {
+            let token = tokens::NewToken::generate();
+            tokens::create(&token, &namespace, &mount, &access, &ttl)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| sign.run(b))
+                .and_then(|code| match code == ExitCode::SUCCESS {
+                    true => tokens::show(&token, out.as_deref()).map(|()| code),
+                    false => Ok(code),
+                })
+        }
+        Command::Token(TokenCmd::Revoke { id, sign }) => {
+            tokens::revoke(&id).map_err(anyhow::Error::from).and_then(|b| sign.run(b))
         }
         Command::Config(ConfigCmd::Put { namespace, name, file, media_type, backend_uri, sign }) => {
             nsctl::put_config(&namespace, &name, &file, &media_type, backend_uri.as_deref())

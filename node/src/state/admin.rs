@@ -10,10 +10,11 @@
 use std::collections::BTreeSet;
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use guardian_proto::v1::{admin_command::Body, AdminCommand, AdminSignature, SignedCommand};
+use guardian_proto::v1::{admin_command::Body, AdminCommand, AdminSignature, SignedCommand, TokenAccess};
 use prost::Message;
 
 use super::namespace::{ConfigSource, Namespace};
+use super::tokens::{Access, AccessToken};
 use super::{ClusterState, JoinVerifier, Member, MemberStatus};
 use crate::policy::document::NamespaceDocument;
 
@@ -140,13 +141,7 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
         Body::RetireNamespaceSecretVersion(r) => namespace(&mut next, &r.namespace)?.retire(r.version, now)?,
         Body::PutSecret(p) => {
             let sealed = p.encrypted_secret.as_ref().ok_or("PutSecret without a sealed secret")?;
-            let path = crate::keys::KeyPath::parse(&p.key_path).map_err(|e| e.to_string())?;
-            let (version, context) = crate::keys::sealing::stored_secret_context(&p.namespace, &path, p.version);
-            if sealed.context != context {
-                return Err(format!("the secret is sealed for {:?}, not {context:?}", sealed.context));
-            }
-            let ns = namespace(&mut next, &p.namespace)?;
-            ns.put_secret(&p.key_path, version, prost::Message::encode_to_vec(sealed), now)?;
+            put_sealed(&mut next, &p.namespace, &p.key_path, p.version, sealed, now)?;
         }
         Body::DeleteSecret(d) => {
             if namespace(&mut next, &d.namespace)?.secrets.remove(&d.key_path).is_none() {
@@ -162,6 +157,25 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
             };
             namespace(&mut next, &c.namespace)?.put_config(&c.name, &c.media_type, source, digest, now)?;
         }
+        Body::CreateAccessToken(t) => {
+            let sha256: [u8; 32] = t.token_sha256.as_slice().try_into().map_err(|_| "a token hash is 32 bytes")?;
+            let access = match TokenAccess::try_from(t.access) {
+                Ok(TokenAccess::Read) => Access::Read,
+                Ok(TokenAccess::ReadWrite) => Access::ReadWrite,
+                _ => return Err("token access must be read or read-write".into()),
+            };
+            let token = AccessToken {
+                namespace: t.namespace.clone(),
+                mount: t.mount.clone(),
+                access,
+                created_at: now,
+                expires_at: t.expires_at_unix.max(0) as u64,
+                revoked_at: None,
+                sha256,
+            };
+            next.create_token(&t.token_id, token, now)?;
+        }
+        Body::RevokeAccessToken(r) => next.revoke_token(&r.token_id, now)?,
         Body::RevokeCertificate(r) => {
             namespace(&mut next, &r.namespace)?.revoke_serial(&hex::encode(&r.serial), now)?;
         }
@@ -236,6 +250,24 @@ pub fn apply(state: &mut ClusterState, cmd: &AdminCommand, joiners: &dyn JoinVer
     Ok(())
 }
 
+/// Store a secret sealed (by guardctl or a node) for `key_path` at `version`,
+/// after checking it names the context it is stored under.
+pub fn put_sealed(
+    state: &mut ClusterState,
+    ns: &str,
+    key_path: &str,
+    version: u32,
+    sealed: &guardian_proto::v1::EncryptedSecret,
+    now: u64,
+) -> Result<(), String> {
+    let path = crate::keys::KeyPath::parse(key_path).map_err(|e| e.to_string())?;
+    let (version, context) = crate::keys::sealing::stored_secret_context(ns, &path, version);
+    if sealed.context != context {
+        return Err(format!("the secret is sealed for {:?}, not {context:?}", sealed.context));
+    }
+    namespace(state, ns)?.put_secret(key_path, version, prost::Message::encode_to_vec(sealed), now)
+}
+
 /// A namespace to change.
 fn namespace<'s>(state: &'s mut ClusterState, name: &str) -> Result<&'s mut Namespace, String> {
     state.namespaces.get_mut(name).ok_or_else(|| format!("namespace {name:?} does not exist"))
@@ -261,7 +293,8 @@ pub fn promote(state: &mut ClusterState, node_id: super::NodeId) -> Result<(), S
     Ok(())
 }
 
-/// Forget nonces whose commands can no longer be valid.
-pub fn prune_nonces(state: &mut ClusterState, now: u64) {
+/// Forget nonces whose commands can no longer be valid, and tokens long expired or revoked.
+pub fn prune_expired(state: &mut ClusterState, now: u64) {
     state.used_nonces.retain(|_, expiry| *expiry >= now);
+    state.prune_tokens(now);
 }

@@ -43,6 +43,14 @@ impl Applier for NodeApplier {
     }
 }
 
+/// A write through a CoCo front end: its token must still be good for writing
+/// to `namespace` when the entry applies (revoked in between = refused).
+fn writable(state: &ClusterState, token_id: &str, namespace: &str, now: u64) -> Result<(), String> {
+    let token = state.access_tokens.get(token_id).ok_or_else(|| format!("no access token {token_id}"))?;
+    let need = super::tokens::Need { namespace, mount: None, write: true };
+    token.allows(token_id, need, now).map_err(|e| e.to_string())
+}
+
 impl NodeApplier {
     fn bootstrap(&self, state: &mut ClusterState, digest: &[u8; 32], members: &[super::Member]) -> Result<(), String> {
         if state.genesis_digest.is_some() {
@@ -100,6 +108,19 @@ impl NodeApplier {
                 state.spent_challenges.retain(|_, expires| *expires >= now);
                 state.spent_challenges.insert(challenge, challenge_expires);
             }
+            Record::SecretWritten { namespace, key_path, version, sealed, token_id } => {
+                writable(state, &token_id, &namespace, now)?;
+                let sealed = <guardian_proto::v1::EncryptedSecret as prost::Message>::decode(sealed.as_slice())
+                    .map_err(|e| format!("malformed sealed secret: {e}"))?;
+                admin::put_sealed(state, &namespace, &key_path, version, &sealed, now)?;
+            }
+            Record::SecretDeleted { namespace, key_path, token_id } => {
+                writable(state, &token_id, &namespace, now)?;
+                let ns = state.namespaces.get_mut(&namespace).ok_or_else(|| format!("no namespace {namespace:?}"))?;
+                if ns.secrets.remove(&key_path).is_none() {
+                    return Err(format!("namespace {namespace} has no stored secret {key_path:?}"));
+                }
+            }
         }
         state.clock = now;
         Ok(())
@@ -113,7 +134,7 @@ impl NodeApplier {
         let now = proposed_at.max(state.clock);
         let (cmd, _signers) = admin::check(state, &self.genesis.cluster_id, signed, now)?;
         admin::apply(state, &cmd, self.joiners.as_ref(), now)?;
-        admin::prune_nonces(state, now);
+        admin::prune_expired(state, now);
         state.clock = now;
         Ok(())
     }

@@ -11,11 +11,13 @@
 //! - [`apply`]: the node's validate-on-apply rules for every command.
 //! - [`namespace`]: a namespace's policy, secret versions, stored secrets,
 //!   configs and issued certificates, and the rules for changing them.
+//! - [`tokens`]: access tokens of the CoCo front ends (stored hashed).
 
 pub mod admin;
 pub mod apply;
 pub mod genesis;
 pub mod namespace;
+pub mod tokens;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -140,6 +142,9 @@ pub struct ClusterState {
     pub clock: u64,
     /// The threshold keys' public state and any ceremony in progress.
     pub keys: KeyState,
+    /// Access tokens of the CoCo front ends, by id (see [`tokens`]).
+    #[serde(default)]
+    pub access_tokens: BTreeMap<String, tokens::AccessToken>,
 }
 
 #[cfg(test)]

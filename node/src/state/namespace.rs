@@ -117,6 +117,21 @@ pub enum Record {
         challenge_expires: u64,
         cert: IssuedCert,
     },
+    /// A secret written through a CoCo front end (Vault KV v1 POST, KBS
+    /// set-resource) with a read-write access token. The node sealed it to the
+    /// namespace ingest key as `guardctl secret put` does.
+    SecretWritten {
+        namespace: String,
+        key_path: String,
+        version: u32,
+        /// Protobuf `EncryptedSecret` bytes.
+        #[serde(with = "hex::serde")]
+        sealed: Vec<u8>,
+        /// The access token that authorised it (its id).
+        token_id: String,
+    },
+    /// A stored secret deleted through a CoCo front end with a read-write token.
+    SecretDeleted { namespace: String, key_path: String, token_id: String },
 }
 
 /// Why a certificate is no longer good.
