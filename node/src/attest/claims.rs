@@ -138,6 +138,25 @@ pub struct TdReport {
     pub report_data: [u8; 64],
 }
 
+impl TdReport {
+    /// A report with the registers policies read, the rest zero (simulated
+    /// TDs, and claims rebuilt from an attestation token).
+    pub fn measured(mrtd: Mr48, rtmr: [Mr48; 4], mrconfigid: Mr48, td_attributes: TdAttributes) -> Self {
+        TdReport {
+            mrtd,
+            rtmr,
+            mrconfigid,
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
+            mrseam: [0; 48],
+            tee_tcb_svn: [0; 16],
+            td_attributes,
+            xfam: [0; 8],
+            report_data: [0; 64],
+        }
+    }
+}
+
 /// One event from a replayed TDX event log (CCEL), exposed so policies can
 /// name individual components (for example the kernel digest).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -19,7 +19,7 @@ use super::{AttestError, Claims, Mr48, Result, TcbStatus, TdAttributes, TdReport
 pub const INSECURE_LABEL: &str = "INSECURE SIMULATED TEE - development and tests only";
 const DOMAIN: &[u8] = b"guardian/sim-tee/v1\0";
 /// SEPT_VE_DISABLE set, debug clear: the attributes a good TD has.
-const DEFAULT_ATTRIBUTES: u64 = 1 << 28;
+pub const DEFAULT_ATTRIBUTES: u64 = 1 << 28;
 
 /// The measurements a simulated TD reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -197,27 +197,22 @@ pub fn verify(evidence: &[u8], trust: Option<&SimTrust>, opts: &VerifyOptions) -
             return Err(AttestError::Binding("report_data does not start with the expected nonce".into()));
         }
     }
-    Ok(Claims {
+    let measurements = SimMeasurements { mrtd: body.mrtd, rtmr: body.rtmr, mrconfigid: body.mrconfigid };
+    Ok(simulated_claims(&measurements, td_attributes, body.report_data))
+}
+
+/// The claims of a simulated TD (INSECURE: nothing vouches for them).
+pub fn simulated_claims(m: &SimMeasurements, td_attributes: TdAttributes, report_data: [u8; 64]) -> Claims {
+    Claims {
         tee: TeeKind::Sim,
         tcb_status: TcbStatus::Simulated,
         advisory_ids: Vec::new(),
         fmspc: None,
         tcb_override: None,
-        td: TdReport {
-            mrtd: body.mrtd,
-            rtmr: body.rtmr,
-            mrconfigid: body.mrconfigid,
-            mrowner: [0; 48],
-            mrownerconfig: [0; 48],
-            mrseam: [0; 48],
-            tee_tcb_svn: [0; 16],
-            td_attributes,
-            xfam: [0; 8],
-            report_data: body.report_data,
-        },
+        td: TdReport { report_data, ..TdReport::measured(m.mrtd, m.rtmr, m.mrconfigid, td_attributes) },
         pcrs: Default::default(),
         events: Vec::new(),
-    })
+    }
 }
 
 #[cfg(test)]

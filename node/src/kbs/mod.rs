@@ -1,0 +1,41 @@
+//! The CoCo protocols (pure core): what an unmodified Trustee KBS and the
+//! CoCo guest components (CDH, attestation agent, kbs-client) send and expect,
+//! and the checks and encryption the guardian applies to them. The HTTP
+//! shell is [`crate::daemon::coco`]; `docs/coco.md` is the user's guide.
+//!
+//! - [`vault`]: the Vault KV v1 subset the Trustee KBS's Vault backend uses:
+//!   paths, request bodies, the exact response envelope.
+//! - [`session`]: KBS sessions: the nonce `/auth` gives, spent by `/attest`.
+//! - [`binding`]: the runtime-data digest evidence must carry; CoCo "sample" evidence.
+//! - [`token`]: the node-signed attestation token (passport mode) and the claims it carries.
+//! - [`jws`]: compact ES256 JWS under the tokens.
+//! - [`jwe`]: resources encrypted to the TEE key (ECDH-ES+A256KW, RSA-OAEP-256; A256GCM).
+//! - [`error`]: KBS errors: the `{"type","detail"}` body and the status the client acts on.
+
+pub mod binding;
+pub mod error;
+pub mod jwe;
+pub mod jws;
+pub mod session;
+pub mod token;
+pub mod vault;
+
+pub use error::KbsError;
+
+/// KBS protocol versions served: 0.4.x, as the Trustee KBS (which accepts only 0.4.0).
+pub fn version_supported(version: &str) -> bool {
+    let mut parts = version.split('.');
+    matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("0"), Some("4"), Some(p), None) if p.parse::<u32>().is_ok())
+}
+
+/// The simulated-TD label CoCo "sample" evidence measures as: sample evidence
+/// carries no measurements, so a namespace admits it (development only) with a
+/// rule naming the measurements of this label (`guardctl dev coco-policy`).
+pub const SAMPLE_LABEL: &str = "coco-sample";
+
+/// The claims of verified CoCo sample evidence: a simulated TD (INSECURE).
+pub fn sample_claims() -> crate::attest::Claims {
+    use crate::attest::sim::{self, SimMeasurements};
+    let m = SimMeasurements::from_label(SAMPLE_LABEL);
+    sim::simulated_claims(&m, crate::attest::TdAttributes(sim::DEFAULT_ATTRIBUTES), [0; 64])
+}
