@@ -19,6 +19,9 @@ pub struct NodeEntry {
     /// Where the node serves attested workloads (WorkloadService), if it does.
     #[serde(default)]
     pub workload_addr: Option<String>,
+    /// Where the node serves the CoCo front ends (HTTPS: Vault KV v1, KBS protocol), if it does.
+    #[serde(default)]
+    pub coco_addr: Option<String>,
     pub config: PathBuf,
     pub data_dir: PathBuf,
     /// Process id when started locally by `guardctl dev up`.

@@ -103,6 +103,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
             admin_addr: format!("127.0.0.1:{}", port(100, i)?),
             health_addr: format!("127.0.0.1:{}", port(200, i)?),
             workload_addr: Some(format!("127.0.0.1:{}", port(300, i)?)),
+            coco_addr: Some(format!("127.0.0.1:{}", port(400, i)?)),
             config: dir.join(format!("node-{id}.toml")),
             data_dir: dir.join(format!("node-{id}")),
             pid: None,
@@ -135,6 +136,7 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
         insecure_workload_seed: Some(hex::encode(workload_seed)),
         nodes: Vec::new(),
     };
+    dev_coco_tls(&dir, &nodes)?;
     for (n, seed) in nodes.into_iter().zip(&seeds) {
         write_node_config(&cluster, &n, seed)?;
         cluster.nodes.push(n);
@@ -147,15 +149,23 @@ pub fn generate(o: &Options) -> anyhow::Result<ClusterFile> {
 /// simulated TEE of the cluster (spares included).
 fn write_node_config(cluster: &ClusterFile, n: &NodeEntry, seed: &[u8; 32]) -> anyhow::Result<()> {
     let trusted = cluster.insecure_sim_keys.iter().map(|k| format!("\"{k}\"")).collect::<Vec<_>>().join(", ");
+    let dir = cluster.genesis.parent().unwrap_or(Path::new("."));
     let workload = match &n.workload_addr {
+        Some(a) => {
+            format!("workload_listen = \"{a}\"\nworkload_config_dirs = [\"{}\"]\n", dir.join("configs").display())
+        }
+        None => String::new(),
+    };
+    let coco = match &n.coco_addr {
         Some(a) => format!(
-            "workload_listen = \"{a}\"\nworkload_config_dirs = [\"{}\"]\n",
-            cluster.genesis.parent().unwrap_or(Path::new(".")).join("configs").display()
+            "[coco]\nlisten = \"{a}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\ninsecure_sample_evidence = true\n\n",
+            dir.join(format!("node-{}-coco.pem", n.id)).display(),
+            dir.join(format!("node-{}-coco.key", n.id)).display()
         ),
         None => String::new(),
     };
     let config = format!(
-        "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\npeer_advertise = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n{workload}\n\
+        "# {INSECURE_LABEL}\nnode_id = {}\ndata_dir = \"{}\"\ngenesis = \"{}\"\npeer_listen = \"{}\"\npeer_advertise = \"{}\"\nadmin_listen = \"{}\"\nhealth_listen = \"{}\"\n{workload}\n{coco}\
          [tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{}\"\nsim_trusted_keys = [{trusted}]\n\n\
          [sealer]\nkind = \"insecure-dev-file\"\n",
         n.id,
@@ -168,6 +178,30 @@ fn write_node_config(cluster: &ClusterFile, n: &NodeEntry, seed: &[u8; 32]) -> a
         hex::encode(seed)
     );
     Ok(write_secret(&n.config, &config)?)
+}
+
+/// The dev cluster's CoCo HTTPS certificates: a throw-away CA (`coco-ca.pem`,
+/// what kbs-client's `--cert-file` or a Trustee KBS's `ca_certs` trusts) and a
+/// certificate per node for 127.0.0.1 and localhost. INSECURE: the CA key is
+/// not kept, but nothing here is attested either.
+fn dev_coco_tls(dir: &Path, nodes: &[NodeEntry]) -> anyhow::Result<()> {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.distinguished_name.push(DnType::CommonName, "guardian dev CoCo CA (INSECURE)");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    std::fs::write(dir.join("coco-ca.pem"), ca_cert.pem())?;
+    let issuer = Issuer::new(ca, ca_key);
+    for n in nodes.iter().filter(|n| n.coco_addr.is_some()) {
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])?;
+        params.distinguished_name.push(DnType::CommonName, format!("guardian dev node {}", n.id));
+        let cert = params.signed_by(&key, &issuer)?;
+        std::fs::write(dir.join(format!("node-{}-coco.pem", n.id)), cert.pem())?;
+        write_secret(&dir.join(format!("node-{}-coco.key", n.id)), key.serialize_pem())?;
+    }
+    Ok(())
 }
 
 /// Add a node that is not in the genesis file to a dev cluster's directory:
@@ -199,6 +233,7 @@ pub fn add_node(dir: &Path) -> anyhow::Result<NodeEntry> {
         admin_addr: next_port(|n| &n.admin_addr)?,
         health_addr: next_port(|n| &n.health_addr)?,
         workload_addr: None,
+        coco_addr: None,
         config: dir.join(format!("node-{id}.toml")),
         data_dir: dir.join(format!("node-{id}")),
         pid: None,

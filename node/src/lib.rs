@@ -16,6 +16,8 @@
 //!   passes around a threshold signature; workload leaf certificates and CRLs.
 //! - [`workload`]: the workload serving path: challenges and the evidence
 //!   binding, config references, config backends.
+//! - [`kbs`]: the CoCo protocols: Vault KV v1 shapes, KBS sessions, evidence
+//!   binding, node-signed attestation tokens, JWE to the TEE key.
 //! - [`state`]: the replicated cluster state, its commands and their
 //!   validate-on-apply rules; genesis; signed admin commands.
 //! - [`rfc3339`]: the time format shown and read everywhere.
@@ -30,6 +32,7 @@
 pub mod attest;
 pub mod ca;
 pub mod daemon;
+pub mod kbs;
 pub mod keys;
 pub mod net;
 pub mod policy;

@@ -48,8 +48,8 @@ pub fn free_base(n: u16) -> u16 {
         let slot = NEXT.fetch_add(1, Ordering::Relaxed);
         let spread = (u32::from(std::process::id() as u16 % 97) * 300 + u32::from(slot) * 307) % 22_000;
         let base = 10_000 + spread as u16;
-        let free =
-            (0..n).all(|i| [0, 100, 200, 300].iter().all(|o| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()));
+        let free = (0..n)
+            .all(|i| [0, 100, 200, 300, 400].iter().all(|o| TcpListener::bind(("127.0.0.1", base + o + i)).is_ok()));
         if free {
             return base;
         }

@@ -25,6 +25,12 @@
 //! # sim_seed = "<64 hex>"            # this node's simulated TEE key
 //! # sim_trusted_keys = ["<64 hex>"]  # the simulated TEEs of the other nodes
 //!
+//! [coco]                           # Confidential Containers front ends (docs/coco.md); omitted = off
+//! listen = "0.0.0.0:7500"          # HTTPS: Vault KV v1 (/v1/...) and the KBS protocol (/kbs/v0/...)
+//! tls_cert = "/etc/guardian/coco.pem"  # certificate chain (PEM) clients verify; without it the node's
+//! tls_key = "/etc/guardian/coco.key"   # self-signed RA-TLS certificate is presented
+//! # insecure_sample_evidence = true    # accept CoCo "sample" evidence: development only, needs kind = "sim"
+//!
 //! [sealer]                         # how the data directory is sealed at rest
 //! kind = "tpm"                     # the default; needs a build with `--features tpm-sealer`
 //! tpm_tcti = "device:/dev/tpmrm0"  # the default (Azure CVM vTPM); or "swtpm:host=..,port=.."
@@ -101,6 +107,8 @@ pub struct Config {
     /// Raft timing, milliseconds (defaults suit a LAN; raise across clouds).
     pub heartbeat_ms: u64,
     pub election_timeout_ms: u64,
+    /// The CoCo front ends, if this node serves them.
+    pub coco: Option<CocoConfig>,
     /// Build a snapshot after this many applied entries.
     pub snapshot_every: u64,
     /// Log entries kept behind a snapshot for slow followers (beyond them, a
@@ -131,6 +139,43 @@ pub struct ConfigToml {
     pub tee: TeeToml,
     #[serde(default)]
     pub sealer: SealerToml,
+    pub coco: Option<CocoToml>,
+}
+
+/// The CoCo front ends (Vault KV v1 for a Trustee KBS; the KBS protocol itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CocoConfig {
+    pub listen: SocketAddr,
+    /// Certificate chain and PKCS#8 key (PEM); `None` = the node's RA-TLS certificate.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// INSECURE: accept CoCo "sample" evidence (it proves nothing). Only with the simulated TEE.
+    pub insecure_sample_evidence: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CocoToml {
+    pub listen: SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    #[serde(default)]
+    pub insecure_sample_evidence: bool,
+}
+
+impl CocoToml {
+    fn build(self, tee: &TeeConfig) -> Result<CocoConfig, ConfigError> {
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(ConfigError("coco.tls_cert and coco.tls_key go together".into())),
+        };
+        if self.insecure_sample_evidence && !matches!(tee, TeeConfig::InsecureSim { .. }) {
+            return Err(ConfigError(
+                "coco.insecure_sample_evidence accepts evidence that proves nothing: it is only valid on a development node (tee.kind = \"sim\")".into(),
+            ));
+        }
+        Ok(CocoConfig { listen: self.listen, tls, insecure_sample_evidence: self.insecure_sample_evidence })
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -254,6 +299,7 @@ impl ConfigToml {
             health_listen: self.health_listen.ok_or_else(|| need("health_listen"))?,
             workload_listen: self.workload_listen,
             workload_config_dirs: self.workload_config_dirs,
+            coco: self.coco.map(|c| c.build(&tee)).transpose()?,
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             tee,
             sealer: self.sealer.build()?,
@@ -310,6 +356,18 @@ mod tests {
         assert!(matches!(dev, SealerConfig::InsecureDevFile));
         assert!(sealer("[sealer]\nkind = \"file\"\n").unwrap_err().to_string().contains("unknown sealer.kind"));
         assert!(sealer("[sealer]\nkind = \"insecure-dev-file\"\ntpm_pcrs = [7]\n").is_err());
+    }
+
+    #[test]
+    fn sample_evidence_is_only_for_a_simulated_node() {
+        let coco = "[coco]\nlisten = \"127.0.0.1:4\"\ninsecure_sample_evidence = true\n";
+        let e = ConfigToml::parse(&format!("{BASE}{coco}")).unwrap().build().unwrap_err().to_string();
+        assert!(e.contains("development node"), "{e}");
+        let seed = "11".repeat(32);
+        let sim = format!("{BASE}{coco}[tee]\nkind = \"sim\"\ninsecure_simulated_tee = true\nsim_seed = \"{seed}\"\n");
+        assert!(ConfigToml::parse(&sim).unwrap().build().unwrap().coco.unwrap().insecure_sample_evidence);
+        let half = format!("{BASE}[coco]\nlisten = \"127.0.0.1:4\"\ntls_cert = \"/c\"\n");
+        assert!(ConfigToml::parse(&half).unwrap().build().is_err());
     }
 
     #[test]

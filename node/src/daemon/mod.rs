@@ -9,8 +9,10 @@
 //! - [`admin`]: the admin gRPC service (signed commands, status, pending joins).
 //! - [`health`]: `/healthz` and `/readyz` over HTTP.
 //! - [`workload`]: the workload service (challenge, attest, keys, configs, CA bundle, CRL).
+//! - [`coco`]: the CoCo front ends over HTTPS: Vault KV v1 (Trustee KBS backend) and the KBS protocol.
 
 pub mod admin;
+pub mod coco;
 pub mod config;
 pub mod health;
 pub mod joins;

@@ -332,6 +332,8 @@ pub async fn run(
     let admin_task = tokio::spawn(grpc::serve(admin_listener, admin_tls, admin_router, stopped(stop_rx.clone())));
 
     // The workload port: RA-TLS server certificate, optional client certificates.
+    let files = crate::workload::backend::FileBackend { roots: config.workload_config_dirs.clone() };
+    let serving = Arc::new(super::workload::Serving::new(keys.clone(), workload_verifier, files));
     let workload_task = match config.workload_listen {
         Some(addr) => {
             let listener = tokio::net::TcpListener::bind(addr)
@@ -339,11 +341,43 @@ pub async fn run(
                 .map_err(|e| err("binding the workload port")(e.to_string()))?;
             let tls =
                 super::workload::tls::server_tls(creds.clone()).map_err(|e| err("workload TLS")(e.to_string()))?;
-            let files = crate::workload::backend::FileBackend { roots: config.workload_config_dirs.clone() };
-            let serving = Arc::new(super::workload::Serving::new(keys.clone(), workload_verifier, files));
             let router = tonic::transport::Server::builder()
-                .add_service(WorkloadServiceServer::new(super::workload::serve::WorkloadServer(serving)));
+                .add_service(WorkloadServiceServer::new(super::workload::serve::WorkloadServer(serving.clone())));
             Some(tokio::spawn(grpc::serve(listener, tls, router, stopped(stop_rx.clone()))))
+        }
+        None => None,
+    };
+    // The CoCo port: Vault KV v1 and the KBS protocol over HTTPS.
+    let coco_task = match &config.coco {
+        Some(c) => {
+            let listener = tokio::net::TcpListener::bind(c.listen)
+                .await
+                .map_err(|e| err("binding the coco port")(e.to_string()))?;
+            let tls = super::coco::server_tls(c.tls.as_ref(), creds.clone()).map_err(err("coco TLS"))?;
+            let collateral = match &config.tee {
+                TeeConfig::Tdx { collateral: Some(path) } => Some(
+                    std::fs::read(path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| crate::attest::tdx::Collateral::from_json(&b).map_err(|e| e.to_string()))
+                        .map_err(err("reading tee.collateral"))?,
+                ),
+                _ => None,
+            };
+            let audit = super::coco::audit::Audit::open(&config.data_dir.join("audit.jsonl"))
+                .map_err(|e| err("opening the audit log")(e.to_string()))?;
+            if c.insecure_sample_evidence {
+                tracing::warn!(
+                    "INSECURE: the coco port accepts CoCo sample evidence, which proves nothing (development only)"
+                );
+            }
+            let coco = Arc::new(super::coco::Coco {
+                serving: serving.clone(),
+                sessions: Default::default(),
+                audit,
+                sample: c.insecure_sample_evidence,
+                collateral,
+            });
+            Some(tokio::spawn(super::coco::serve(listener, tls, coco, stopped(stop_rx.clone()))))
         }
         None => None,
     };
@@ -400,7 +434,8 @@ pub async fn run(
         }
     });
     let workload = config.workload_listen.map(|a| a.to_string()).unwrap_or_else(|| "off".into());
-    tracing::info!(node = config.node_id, peer = %advertise, admin = %config.admin_listen, health = %config.health_listen, %workload, "guardian node started");
+    let coco = config.coco.as_ref().map(|c| c.listen.to_string()).unwrap_or_else(|| "off".into());
+    tracing::info!(node = config.node_id, peer = %advertise, admin = %config.admin_listen, health = %config.health_listen, %workload, %coco, "guardian node started");
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -415,6 +450,9 @@ pub async fn run(
     let _ = peer_task.await;
     let _ = admin_task.await;
     if let Some(t) = workload_task {
+        let _ = t.await;
+    }
+    if let Some(t) = coco_task {
         let _ = t.await;
     }
     tracing::info!("stopped");

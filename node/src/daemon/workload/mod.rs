@@ -20,10 +20,13 @@ use zeroize::Zeroizing;
 
 use super::keys::{KeyError, KeyNode};
 use crate::attest::Verifier;
+use crate::keys::{sealing, KeyPath};
 use crate::policy::document::NamespaceDocument;
-use crate::state::namespace::Namespace;
+use crate::state::namespace::{Namespace, StoredSecret};
 use crate::workload::backend::FileBackend;
 use crate::workload::challenge::Spent;
+use guardian_proto::v1::EncryptedSecret;
+use prost::Message;
 
 /// Why a workload request failed; each maps to one gRPC code.
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +114,7 @@ impl Serving {
     }
 
     /// Read the namespace from the replicated state.
-    fn with_namespace<T>(&self, name: &str, f: impl FnOnce(&Namespace) -> T) -> Result<T, ServeError> {
+    pub fn with_namespace<T>(&self, name: &str, f: impl FnOnce(&Namespace) -> T) -> Result<T, ServeError> {
         self.keys
             .view
             .with_state(|s| s.namespaces.get(name).map(f))
@@ -119,7 +122,7 @@ impl Serving {
     }
 
     /// The namespace's policy, parsed once per policy version.
-    fn document(&self, name: &str) -> Result<Arc<NamespaceDocument>, ServeError> {
+    pub fn document(&self, name: &str) -> Result<Arc<NamespaceDocument>, ServeError> {
         // The hot path reads only the version; the text is copied on a cache miss.
         let current = self.with_namespace(name, |n| n.policy_version)?;
         if let Some((v, doc)) = lock(&self.docs).get(name) {
@@ -139,7 +142,7 @@ impl Serving {
     }
 
     /// `S(ns, v)` for a live version `v`.
-    async fn secret(&self, name: &str, version: u32) -> Result<SharedSecret, ServeError> {
+    pub async fn secret(&self, name: &str, version: u32) -> Result<SharedSecret, ServeError> {
         let key = (name.to_string(), version);
         if let Some(s) = lock(&self.secrets).get(&key) {
             return Ok(s.clone());
@@ -148,6 +151,27 @@ impl Serving {
         let secret = Arc::new(derived.secret);
         lock(&self.secrets).insert(key, secret.clone());
         Ok(secret)
+    }
+
+    /// The stored secret at `path`, if an admin (or a CoCo front end) put one there.
+    pub fn stored_secret(&self, ns: &str, path: &KeyPath) -> Result<Option<StoredSecret>, ServeError> {
+        self.with_namespace(ns, |n| n.secrets.get(path.as_str()).cloned())
+    }
+
+    /// Open a stored secret with the ingest key of the version it is sealed to.
+    pub async fn open_stored(
+        &self,
+        ns: &str,
+        path: &KeyPath,
+        stored: &StoredSecret,
+    ) -> Result<(u32, Zeroizing<Vec<u8>>), ServeError> {
+        let secret = self.secret(ns, stored.version).await?;
+        let (ingest, _) = sealing::ingest_key(&secret);
+        let sealed =
+            EncryptedSecret::decode(stored.sealed.as_slice()).map_err(|e| ServeError::Internal(e.to_string()))?;
+        let context = sealing::put_context(ns, path.as_str(), stored.version);
+        let value = sealing::open(&ingest, &context, &sealed).map_err(|e| ServeError::Internal(e.to_string()))?;
+        Ok((stored.version, value))
     }
 
     /// Remember a verified client certificate.

@@ -203,7 +203,7 @@ fn measurements(claims: &crate::attest::Claims) -> std::collections::BTreeMap<St
 }
 
 /// Put a node-signed record in the log: directly on the leader, else through it.
-async fn propose_record(serving: &Serving, record: &Record) -> Result<u64, ServeError> {
+pub async fn propose_record(serving: &Serving, record: &Record) -> Result<u64, ServeError> {
     let node = &serving.keys;
     let body = serde_json::to_vec(record).map_err(|e| ServeError::Internal(e.to_string()))?;
     let envelope = Envelope::seal(Domain::Record, &node.cluster_id, node.me, node.key.spki_der(), body, |m| {
@@ -304,11 +304,7 @@ async fn key_value(
     if path.is_workload_sealed() {
         return Err(ServeError::BadRequest("sealed/ secrets are delivered through configs".into()));
     }
-    let (version, stored) = serving.with_namespace(ns, |n| {
-        let stored = n.secrets.get(path.as_str()).cloned();
-        (n.resolve_version(asked), stored)
-    })?;
-    if let Some(stored) = stored {
+    if let Some(stored) = serving.stored_secret(ns, path)? {
         if asked != 0 && asked != stored.version {
             return Err(ServeError::NotFound(format!(
                 "{} is a stored secret sealed to version {}; ask for that version (or 0)",
@@ -316,15 +312,9 @@ async fn key_value(
                 stored.version
             )));
         }
-        let secret = serving.secret(ns, stored.version).await?;
-        let (ingest, _) = sealing::ingest_key(&secret);
-        let sealed =
-            EncryptedSecret::decode(stored.sealed.as_slice()).map_err(|e| ServeError::Internal(e.to_string()))?;
-        let context = sealing::put_context(ns, path.as_str(), stored.version);
-        let value = sealing::open(&ingest, &context, &sealed).map_err(|e| ServeError::Internal(e.to_string()))?;
-        return Ok((stored.version, value));
+        return serving.open_stored(ns, path, &stored).await;
     }
-    let version = version.map_err(ServeError::NotFound)?;
+    let version = serving.with_namespace(ns, |n| n.resolve_version(asked))?.map_err(ServeError::NotFound)?;
     let secret = serving.secret(ns, version).await?;
     let key = hierarchy::derive(&secret, path.purpose());
     Ok((version, zeroize::Zeroizing::new(key.to_vec())))

@@ -223,6 +223,16 @@ pub async fn serve_with(
     result
 }
 
+/// Accept TCP connections on `listener` and hand each completed TLS
+/// handshake to `tx` (for servers other than tonic, e.g. the CoCo HTTPS port).
+pub async fn accept_tls(
+    listener: TcpListener,
+    tls: Arc<ServerConfig>,
+    tx: mpsc::Sender<Result<TlsStream<TcpStream>, std::io::Error>>,
+) {
+    accept_loop(listener, TlsAcceptor::from(tls), tx, ServeOptions::default()).await
+}
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,

@@ -1,0 +1,343 @@
+//! KBS protocol handlers (`/kbs/v0`): RCAR (`/auth`, `/attest`), resources
+//! by cookie session or Bearer attestation token, and the admin writes.
+
+use std::sync::{Arc, PoisonError};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::Engine;
+use kbs_types::{Attestation, HashAlgorithm, Request, Tee};
+use serde_json::{json, Value};
+
+use super::audit::Entry;
+use super::Coco;
+use crate::attest::{Claims, Evidence, TeeKind, VerifyOptions};
+use crate::daemon::workload::ServeError;
+use crate::kbs::session::{self, SessionId};
+use crate::kbs::token::{self, Attested, PolicyClaims};
+use crate::kbs::{binding, jwe, KbsError};
+use crate::keys::KeyPath;
+use crate::policy::Decision;
+use crate::state::tokens::Need;
+
+const COOKIE: &str = "kbs-session-id";
+
+pub fn routes() -> Router<Arc<Coco>> {
+    Router::new()
+        .route("/kbs/v0/auth", post(auth))
+        .route("/kbs/v0/attest", post(attest))
+        .route("/kbs/v0/resource/{repo}/{kind}/{tag}", get(resource).post(set_resource).delete(delete_resource))
+        .route("/kbs/v0/resource-policy", post(policy_admin))
+        .route("/kbs/v0/attestation-policy", post(policy_admin))
+}
+
+/// An error as the CoCo client reads it.
+struct Failure(KbsError);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        tracing::info!(error = %self.0, kind = self.0.type_name(), "kbs request refused");
+        let status = StatusCode::from_u16(self.0.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, axum::Json(self.0.body())).into_response()
+    }
+}
+
+impl From<KbsError> for Failure {
+    fn from(e: KbsError) -> Self {
+        Failure(e)
+    }
+}
+
+type Answer = Result<Response, Failure>;
+
+fn bad_json(what: &str, e: serde_json::Error) -> Failure {
+    Failure(KbsError::InvalidRequest(format!("{what} is not valid: {e}")))
+}
+
+#[tracing::instrument(skip_all, name = "coco.kbs.auth")]
+async fn auth(State(coco): State<Arc<Coco>>, body: Bytes) -> Answer {
+    let req: Request = serde_json::from_slice(&body).map_err(|e| bad_json("the auth request", e))?;
+    if !crate::kbs::version_supported(&req.version) {
+        return Err(KbsError::ProtocolVersion(format!("KBS protocol {} is not served; use 0.4.x", req.version)).into());
+    }
+    accepted_tee(&coco, req.tee)?;
+    let now = coco.now();
+    let (id, challenge) = lock_sessions(&coco)
+        .open(req.tee, now, &mut rand::thread_rng())
+        .map_err(|e| KbsError::Unavailable(e.to_string()))?;
+    let body = json!({ "nonce": challenge.nonce, "extra-params": "" });
+    Ok(with_cookie(axum::Json(body).into_response(), &id, now + session::SESSION_SECS))
+}
+
+#[tracing::instrument(skip_all, name = "coco.kbs.attest")]
+async fn attest(State(coco): State<Arc<Coco>>, headers: HeaderMap, body: Bytes) -> Answer {
+    let id = cookie(&headers).ok_or_else(|| KbsError::Session("no kbs-session-id cookie: call /auth first".into()))?;
+    let now = coco.now();
+    // Spent whatever the verdict: a session attests once.
+    let challenge = lock_sessions(&coco).take_challenge(&id, now).map_err(|e| KbsError::Session(e.to_string()))?;
+    let att: Attestation = serde_json::from_slice(&body).map_err(|e| bad_json("the attestation", e))?;
+    if att.runtime_data.nonce != challenge.nonce {
+        return Err(KbsError::AttestationFailed("runtime-data.nonce is not this session's nonce".into()).into());
+    }
+    jwe::check_key(&att.runtime_data.tee_pubkey).map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
+    let digest = binding::runtime_data_digest(HashAlgorithm::Sha384, &challenge.nonce, &att.runtime_data.tee_pubkey)
+        .map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
+    let claims = verify_evidence(&coco, challenge.tee, &att.tee_evidence.primary_evidence, &digest, now)?;
+    let node = &coco.serving.keys;
+    let attested = Attested {
+        tee: challenge.tee,
+        tee_pubkey: att.runtime_data.tee_pubkey,
+        claims: PolicyClaims::from(&claims),
+        node: node.me,
+        iat: now,
+        exp: now + token::TOKEN_SECS,
+        jti: hex::encode(rand::random::<[u8; 16]>()),
+    };
+    let token = token::issue(&attested, &hex::encode(node.cluster_id), &node.key.spki_der(), |m| {
+        node.key.sign(m).map_err(|e| e.to_string())
+    })
+    .map_err(|e| KbsError::Internal(e.to_string()))?;
+    tracing::info!(tee = %challenge.tee, jti = %attested.jti, "kbs attestation verified");
+    let expires = lock_sessions(&coco).expires_at(&id).unwrap_or(now);
+    lock_sessions(&coco).attested(&id, attested, now).map_err(|e| KbsError::Session(e.to_string()))?;
+    Ok(with_cookie(axum::Json(json!({ "token": token })).into_response(), &id, expires))
+}
+
+#[tracing::instrument(skip_all, name = "coco.kbs.resource", fields(repo = %repo, key = %format!("{kind}/{tag}")))]
+async fn resource(
+    State(coco): State<Arc<Coco>>,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let now = coco.now();
+    let attested = match (bearer(&headers), cookie(&headers)) {
+        (Some(t), _) => {
+            let cluster = hex::encode(coco.serving.keys.cluster_id);
+            let identity_of = |id| coco.serving.keys.view.with_state(|s| s.members.get(&id).map(|m| m.identity));
+            token::verify(t, &cluster, identity_of, now).map_err(|e| KbsError::TokenInvalid(e.to_string()))?
+        }
+        (None, Some(id)) => lock_sessions(&coco).get(&id, now).map_err(|e| KbsError::Session(e.to_string()))?,
+        (None, None) => return Err(KbsError::TokenNotFound("Attestation Token not found".into()).into()),
+    };
+    let path = key_path(&repo, &kind, &tag)?;
+    let doc = coco.serving.document(&repo).map_err(from_serve)?;
+    let claims = attested.claims.to_claims().map_err(|e| KbsError::TokenInvalid(e.to_string()))?;
+    let rule = match doc.workloads.evaluate(&claims) {
+        Decision::Allow { rule } => rule,
+        Decision::Deny { reason } => return Err(KbsError::PolicyDeny(reason).into()),
+    };
+    doc.may_read_key(&rule, path.as_str()).map_err(KbsError::PolicyDeny)?;
+    let (version, value) = coco.value(&repo, &path).await.map_err(from_serve)?;
+    let response = jwe::encrypt(&attested.tee_pubkey, &value, &mut rand::thread_rng())
+        .map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
+    let entry = Entry {
+        at: now,
+        node: coco.me(),
+        front: "kbs",
+        action: "release",
+        namespace: &repo,
+        key: path.as_str(),
+        by: format!("tee:{}:{rule}:{}@node{}", attested.tee, attested.jti, attested.node),
+        version,
+    };
+    coco.audit.record(&entry).await.map_err(KbsError::Unavailable)?;
+    let body = serde_json::to_string(&response).map_err(|e| KbsError::Internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+/// `kbs-client config set-resource`: the raw body becomes the key, with a read-write access token as Bearer.
+#[tracing::instrument(skip_all, name = "coco.kbs.set_resource", fields(repo = %repo, key = %format!("{kind}/{tag}")))]
+async fn set_resource(
+    State(coco): State<Arc<Coco>>,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Answer {
+    let path = key_path(&repo, &kind, &tag)?;
+    let token_id = admin(&coco, &headers, &repo)?;
+    if body.is_empty() || body.len() > crate::kbs::vault::MAX_VALUE_BYTES {
+        let max = crate::kbs::vault::MAX_VALUE_BYTES;
+        return Err(KbsError::InvalidRequest(format!("a resource is 1 to {max} bytes")).into());
+    }
+    let value = zeroize::Zeroizing::new(body.to_vec());
+    let version = coco.write(&repo, &path, &value, &token_id).await.map_err(from_serve)?;
+    audit_admin(&coco, "write", &repo, &path, &token_id, version).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[tracing::instrument(skip_all, name = "coco.kbs.delete_resource", fields(repo = %repo, key = %format!("{kind}/{tag}")))]
+async fn delete_resource(
+    State(coco): State<Arc<Coco>>,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let path = key_path(&repo, &kind, &tag)?;
+    let token_id = admin(&coco, &headers, &repo)?;
+    coco.delete(&repo, &path, &token_id).await.map_err(from_serve)?;
+    audit_admin(&coco, "delete", &repo, &path, &token_id, 0).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// Resource and attestation policies are Rego in the Trustee KBS; here they
+/// are the namespace policy document, set with guardctl and checked on apply.
+async fn policy_admin() -> Answer {
+    Err(KbsError::NotImplemented(
+        "KBS Rego policies are not used: a namespace's policy document decides (guardctl policy set; docs/coco.md)"
+            .into(),
+    )
+    .into())
+}
+
+async fn audit_admin(
+    coco: &Coco,
+    action: &'static str,
+    ns: &str,
+    path: &KeyPath,
+    token: &str,
+    v: u32,
+) -> Result<(), Failure> {
+    let entry = Entry {
+        at: coco.now(),
+        node: coco.me(),
+        front: "kbs",
+        action,
+        namespace: ns,
+        key: path.as_str(),
+        by: format!("token:{token}"),
+        version: v,
+    };
+    coco.audit.record(&entry).await.map_err(|e| KbsError::Unavailable(e).into())
+}
+
+/// An admin write: a read-write access token for the namespace, as Bearer.
+fn admin(coco: &Coco, headers: &HeaderMap, ns: &str) -> Result<String, Failure> {
+    let token = bearer(headers).ok_or_else(|| {
+        KbsError::AdminAuth("admin requests need a read-write access token as Bearer (guardctl token create)".into())
+    })?;
+    let now = coco.now();
+    let need = Need { namespace: ns, mount: None, write: true };
+    Ok(coco
+        .serving
+        .keys
+        .view
+        .with_state(|s| s.check_token(token, need, now).map(str::to_string))
+        .map_err(|e| KbsError::AdminAuth(e.to_string()))?)
+}
+
+/// Which evidence kinds this node verifies.
+fn accepted_tee(coco: &Coco, tee: Tee) -> Result<(), Failure> {
+    match tee {
+        Tee::Tdx | Tee::AzTdxVtpm => Ok(()),
+        Tee::Sample if coco.sample => Ok(()),
+        Tee::Sample => Err(KbsError::InvalidRequest(
+            "sample evidence proves nothing and is only accepted by development nodes (coco.insecure_sample_evidence)"
+                .into(),
+        )
+        .into()),
+        other => {
+            Err(KbsError::InvalidRequest(format!("{other} evidence is not supported: use tdx or az-tdx-vtpm")).into())
+        }
+    }
+}
+
+/// Verify `evidence` of kind `tee` bound to `digest`. Options are the
+/// loosest any namespace may allow: each namespace's policy re-checks the
+/// claims (SEPT_VE_DISABLE, TCB overrides) at every resource request.
+fn verify_evidence(coco: &Coco, tee: Tee, evidence: &Value, digest: &[u8], now: u64) -> Result<Claims, Failure> {
+    accepted_tee(coco, tee)?;
+    let failed = |e: String| Failure(KbsError::AttestationFailed(e));
+    let mut opts = VerifyOptions::at(now);
+    opts.require_sept_ve_disable = false;
+    opts.azure_tcb_quirk = true;
+    opts.expected_nonce = Some(digest.to_vec());
+    let b64 = |field: &str| -> Result<Vec<u8>, Failure> {
+        let s =
+            evidence.get(field).and_then(Value::as_str).ok_or_else(|| failed(format!("evidence has no {field}")))?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map_err(|_| failed(format!("evidence {field} is not base64")))
+    };
+    let collateral = || {
+        coco.collateral
+            .as_ref()
+            .ok_or_else(|| failed("this node has no Intel collateral for TDX evidence ([tee] collateral)".into()))
+    };
+    let json = serde_json::to_vec(evidence).map_err(|e| failed(e.to_string()))?;
+    let (kind, bytes, collateral, event_log) = match tee {
+        // The guardian's own simulated TEE, for tests of measurement policies (INSECURE too).
+        Tee::Sample if evidence.get("insecure").is_some() => (TeeKind::Sim, json, None, None),
+        Tee::Sample => {
+            binding::check_sample(evidence, digest).map_err(|e| failed(e.to_string()))?;
+            return Ok(crate::kbs::sample_claims());
+        }
+        Tee::Tdx => {
+            let log =
+                evidence.get("cc_eventlog").is_some_and(|v| !v.is_null()).then(|| b64("cc_eventlog")).transpose()?;
+            (TeeKind::Tdx, b64("quote")?, Some(collateral()?), log)
+        }
+        _ => (TeeKind::AzTdxVtpm, json, Some(collateral()?), None),
+    };
+    let ev = Evidence { kind, bytes: &bytes, collateral, event_log: event_log.as_deref() };
+    coco.serving.verifier.verify(&ev, &opts).map_err(|e| failed(format!("evidence refused: {e}")))
+}
+
+fn key_path(repo: &str, kind: &str, tag: &str) -> Result<KeyPath, Failure> {
+    crate::policy::NamespaceName::new(repo).map_err(|e| KbsError::InvalidRequest(format!("repository: {e}")))?;
+    let path = KeyPath::parse(&format!("{kind}/{tag}")).map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
+    if path.is_workload_sealed() {
+        return Err(KbsError::InvalidRequest("sealed/ secrets are delivered through configs".into()).into());
+    }
+    Ok(path)
+}
+
+fn from_serve(e: ServeError) -> Failure {
+    Failure(match e {
+        ServeError::NoNamespace(_) | ServeError::NotFound(_) => KbsError::ResourceNotFound(e.to_string()),
+        ServeError::Denied(m) | ServeError::Unauthenticated(m) => KbsError::PolicyDeny(m),
+        ServeError::BadRequest(m) => KbsError::InvalidRequest(m),
+        ServeError::Unavailable(m) => KbsError::Unavailable(m),
+        ServeError::Internal(m) => KbsError::Internal(m),
+    })
+}
+
+fn lock_sessions(coco: &Coco) -> std::sync::MutexGuard<'_, session::Sessions> {
+    coco.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(str::trim).filter(|t| !t.is_empty())
+}
+
+fn cookie(headers: &HeaderMap) -> Option<SessionId> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix(COOKIE).and_then(|r| r.strip_prefix('=')))
+        .and_then(session::parse_id)
+}
+
+fn with_cookie(mut resp: Response, id: &SessionId, expires: u64) -> Response {
+    let when = time::OffsetDateTime::from_unix_timestamp(expires as i64).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    // IMF-fixdate, as the Trustee KBS sends it.
+    let date = format!(
+        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
+        &when.weekday().to_string()[..3],
+        when.day(),
+        &when.month().to_string()[..3],
+        when.year(),
+        when.hour(),
+        when.minute(),
+        when.second()
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{COOKIE}={}; Expires={date}", hex::encode(id))) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
