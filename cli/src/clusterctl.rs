@@ -169,7 +169,7 @@ pub async fn status(dir: &Path, as_json: bool) -> anyhow::Result<ExitCode> {
     Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn load_admin_key(path: &Path) -> anyhow::Result<SigningKey> {
+pub fn load_admin_key(path: &Path) -> anyhow::Result<SigningKey> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| UsageError(format!("cannot read admin key {}: {e}", path.display())))?;
     let seed: [u8; 32] = hex::decode(text.trim())

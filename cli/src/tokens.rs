@@ -77,6 +77,25 @@ pub fn revoke(id: &str) -> Result<Body, UsageError> {
     Ok(Body::RevokeAccessToken(RevokeAccessToken { token_id: id.to_string() }))
 }
 
+/// Write an admin's Ed25519 key (hex, as guardctl keeps it) as the PKCS#8
+/// PEM `kbs-client --auth-private-key` reads: kbs-client then signs its admin
+/// requests (set-resource) with the admin's own key, which every node checks.
+pub fn kbs_admin_key(key_file: &Path, out: &Path) -> anyhow::Result<()> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey;
+    let key = crate::clusterctl::load_admin_key(key_file)?;
+    let der = key.to_pkcs8_der().map_err(|e| anyhow::anyhow!("encoding the admin key: {e}"))?;
+    let b64 = Zeroizing::new(base64::engine::general_purpose::STANDARD.encode(der.as_bytes()));
+    let mut pem = Zeroizing::new(String::from("-----BEGIN PRIVATE KEY-----\n"));
+    for line in b64.as_bytes().chunks(64) {
+        pem.push_str(&String::from_utf8_lossy(line));
+        pem.push('\n');
+    }
+    pem.push_str("-----END PRIVATE KEY-----\n");
+    crate::devup::write_secret(out, pem.as_bytes())?;
+    eprintln!("wrote {} (mode 0600): give it to kbs-client --auth-private-key", out.display());
+    Ok(())
+}
+
 /// Show a created token once: into `out` (mode 0600) or on stdout.
 pub fn show(token: &NewToken, out: Option<&Path>) -> anyhow::Result<()> {
     match out {

@@ -10,8 +10,10 @@
 //! - [`token`]: the node-signed attestation token (passport mode) and the claims it carries.
 //! - [`jws`]: compact ES256 JWS under the tokens.
 //! - [`jwe`]: resources encrypted to the TEE key (ECDH-ES+A256KW, RSA-OAEP-256; A256GCM).
+//! - [`admin`]: admin credentials of the KBS admin endpoints (EdDSA JWTs by an admin key).
 //! - [`error`]: KBS errors: the `{"type","detail"}` body and the status the client acts on.
 
+pub mod admin;
 pub mod binding;
 pub mod error;
 pub mod jwe;
@@ -30,7 +32,7 @@ pub fn version_supported(version: &str) -> bool {
 
 /// The simulated-TD label CoCo "sample" evidence measures as: sample evidence
 /// carries no measurements, so a namespace admits it (development only) with a
-/// rule naming the measurements of this label (`guardctl dev coco-policy`).
+/// rule naming the measurements of this label (docs/coco.md).
 pub const SAMPLE_LABEL: &str = "coco-sample";
 
 /// The claims of verified CoCo sample evidence: a simulated TD (INSECURE).

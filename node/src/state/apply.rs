@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::genesis::Genesis;
-use super::namespace::Record;
+use super::namespace::{Record, Writer};
 use crate::threshold::ceremony;
 use crate::threshold::envelope::{Domain, Envelope};
 
@@ -44,11 +44,21 @@ impl Applier for NodeApplier {
 }
 
 /// A write through a CoCo front end: its token must still be good for writing
-/// to `namespace` when the entry applies (revoked in between = refused).
-fn writable(state: &ClusterState, token_id: &str, namespace: &str, now: u64) -> Result<(), String> {
-    let token = state.access_tokens.get(token_id).ok_or_else(|| format!("no access token {token_id}"))?;
-    let need = super::tokens::Need { namespace, mount: None, write: true };
-    token.allows(token_id, need, now).map_err(|e| e.to_string())
+/// to `namespace` when the entry applies (revoked in between = refused), or
+/// its admin JWT must verify against the admin keys and not have expired.
+fn writable(state: &ClusterState, by: &Writer, namespace: &str, now: u64) -> Result<(), String> {
+    match by {
+        Writer::Token { id } => {
+            let token = state.access_tokens.get(id).ok_or_else(|| format!("no access token {id}"))?;
+            let need = super::tokens::Need { namespace, mount: None, write: true };
+            token.allows(id, need, now).map_err(|e| e.to_string())
+        }
+        Writer::Admin { key_id, jwt } => match crate::kbs::admin::verify(jwt, &state.admins, now) {
+            Ok(signer) if signer == *key_id => Ok(()),
+            Ok(signer) => Err(format!("the admin token is {signer}'s, not {key_id}'s")),
+            Err(e) => Err(e.to_string()),
+        },
+    }
 }
 
 impl NodeApplier {
@@ -108,14 +118,14 @@ impl NodeApplier {
                 state.spent_challenges.retain(|_, expires| *expires >= now);
                 state.spent_challenges.insert(challenge, challenge_expires);
             }
-            Record::SecretWritten { namespace, key_path, version, sealed, token_id } => {
-                writable(state, &token_id, &namespace, now)?;
+            Record::SecretWritten { namespace, key_path, version, sealed, by } => {
+                writable(state, &by, &namespace, now)?;
                 let sealed = <guardian_proto::v1::EncryptedSecret as prost::Message>::decode(sealed.as_slice())
                     .map_err(|e| format!("malformed sealed secret: {e}"))?;
                 admin::put_sealed(state, &namespace, &key_path, version, &sealed, now)?;
             }
-            Record::SecretDeleted { namespace, key_path, token_id } => {
-                writable(state, &token_id, &namespace, now)?;
+            Record::SecretDeleted { namespace, key_path, by } => {
+                writable(state, &by, &namespace, now)?;
                 let ns = state.namespaces.get_mut(&namespace).ok_or_else(|| format!("no namespace {namespace:?}"))?;
                 if ns.secrets.remove(&key_path).is_none() {
                     return Err(format!("namespace {namespace} has no stored secret {key_path:?}"));

@@ -118,8 +118,8 @@ pub enum Record {
         cert: IssuedCert,
     },
     /// A secret written through a CoCo front end (Vault KV v1 POST, KBS
-    /// set-resource) with a read-write access token. The node sealed it to the
-    /// namespace ingest key as `guardctl secret put` does.
+    /// set-resource). The node sealed it to the namespace ingest key as
+    /// `guardctl secret put` does.
     SecretWritten {
         namespace: String,
         key_path: String,
@@ -127,11 +127,28 @@ pub enum Record {
         /// Protobuf `EncryptedSecret` bytes.
         #[serde(with = "hex::serde")]
         sealed: Vec<u8>,
-        /// The access token that authorised it (its id).
-        token_id: String,
+        by: Writer,
     },
-    /// A stored secret deleted through a CoCo front end with a read-write token.
-    SecretDeleted { namespace: String, key_path: String, token_id: String },
+    /// A stored secret deleted through a CoCo front end.
+    SecretDeleted { namespace: String, key_path: String, by: Writer },
+}
+
+/// Who authorised a write through a CoCo front end; checked again on apply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Writer {
+    /// A read-write access token of the namespace (its id: the cluster holds only its hash).
+    Token { id: String },
+    /// An admin's EdDSA JWT (the KBS admin endpoints), verified again against the admin keys.
+    Admin { key_id: String, jwt: String },
+}
+
+impl std::fmt::Display for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Writer::Token { id } => write!(f, "token:{id}"),
+            Writer::Admin { key_id, .. } => write!(f, "admin:{key_id}"),
+        }
+    }
 }
 
 /// Why a certificate is no longer good.

@@ -22,6 +22,7 @@ use crate::kbs::token::{self, Attested, PolicyClaims};
 use crate::kbs::{binding, jwe, KbsError};
 use crate::keys::KeyPath;
 use crate::policy::Decision;
+use crate::state::namespace::Writer;
 use crate::state::tokens::Need;
 
 const COOKIE: &str = "kbs-session-id";
@@ -158,14 +159,15 @@ async fn set_resource(
     body: Bytes,
 ) -> Answer {
     let path = key_path(&repo, &kind, &tag)?;
-    let token_id = admin(&coco, &headers, &repo)?;
+    let by = admin(&coco, &headers, &repo)?;
     if body.is_empty() || body.len() > crate::kbs::vault::MAX_VALUE_BYTES {
         let max = crate::kbs::vault::MAX_VALUE_BYTES;
         return Err(KbsError::InvalidRequest(format!("a resource is 1 to {max} bytes")).into());
     }
     let value = zeroize::Zeroizing::new(body.to_vec());
-    let version = coco.write(&repo, &path, &value, &token_id).await.map_err(from_serve)?;
-    audit_admin(&coco, "write", &repo, &path, &token_id, version).await?;
+    let who = by.to_string();
+    let version = coco.write(&repo, &path, &value, by).await.map_err(from_serve)?;
+    audit_admin(&coco, "write", &repo, &path, who, version).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -176,9 +178,10 @@ async fn delete_resource(
     headers: HeaderMap,
 ) -> Answer {
     let path = key_path(&repo, &kind, &tag)?;
-    let token_id = admin(&coco, &headers, &repo)?;
-    coco.delete(&repo, &path, &token_id).await.map_err(from_serve)?;
-    audit_admin(&coco, "delete", &repo, &path, &token_id, 0).await?;
+    let by = admin(&coco, &headers, &repo)?;
+    let who = by.to_string();
+    coco.delete(&repo, &path, by).await.map_err(from_serve)?;
+    audit_admin(&coco, "delete", &repo, &path, who, 0).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -197,7 +200,7 @@ async fn audit_admin(
     action: &'static str,
     ns: &str,
     path: &KeyPath,
-    token: &str,
+    by: String,
     v: u32,
 ) -> Result<(), Failure> {
     let entry = Entry {
@@ -207,25 +210,32 @@ async fn audit_admin(
         action,
         namespace: ns,
         key: path.as_str(),
-        by: format!("token:{token}"),
+        by,
         version: v,
     };
     coco.audit.record(&entry).await.map_err(|e| KbsError::Unavailable(e).into())
 }
 
-/// An admin write: a read-write access token for the namespace, as Bearer.
-fn admin(coco: &Coco, headers: &HeaderMap, ns: &str) -> Result<String, Failure> {
-    let token = bearer(headers).ok_or_else(|| {
-        KbsError::AdminAuth("admin requests need a read-write access token as Bearer (guardctl token create)".into())
+/// An admin write: as Bearer, an admin's EdDSA JWT (kbs-client
+/// `--auth-private-key`) or a read-write access token of the namespace.
+fn admin(coco: &Coco, headers: &HeaderMap, ns: &str) -> Result<Writer, Failure> {
+    let bearer = bearer(headers).ok_or_else(|| {
+        KbsError::AdminAuth(
+            "admin requests need an admin's token (kbs-client --auth-private-key, see guardctl token kbs-admin-key) or a read-write access token as Bearer".into(),
+        )
     })?;
     let now = coco.now();
-    let need = Need { namespace: ns, mount: None, write: true };
-    Ok(coco
-        .serving
-        .keys
-        .view
-        .with_state(|s| s.check_token(token, need, now).map(str::to_string))
-        .map_err(|e| KbsError::AdminAuth(e.to_string()))?)
+    let view = &coco.serving.keys.view;
+    let writer = if crate::kbs::admin::looks_like_jwt(bearer) {
+        view.with_state(|s| crate::kbs::admin::verify(bearer, &s.admins, now))
+            .map(|key_id| Writer::Admin { key_id, jwt: bearer.to_string() })
+            .map_err(|e| KbsError::AdminAuth(e.to_string()))?
+    } else {
+        let need = Need { namespace: ns, mount: None, write: true };
+        view.with_state(|s| s.check_token(bearer, need, now).map(|id| Writer::Token { id: id.to_string() }))
+            .map_err(|e| KbsError::AdminAuth(e.to_string()))?
+    };
+    Ok(writer)
 }
 
 /// Which evidence kinds this node verifies.

@@ -30,7 +30,7 @@ use super::workload::{ServeError, Serving};
 use crate::attest::tdx::Collateral;
 use crate::kbs::session::Sessions;
 use crate::keys::{hierarchy, sealing, KeyPath};
-use crate::state::namespace::Record;
+use crate::state::namespace::{Record, Writer};
 
 /// The namespace secret version keys that were never stored derive from.
 /// Pinned, so that rotating the namespace secret never changes a PVC key
@@ -38,6 +38,8 @@ use crate::state::namespace::Record;
 pub const DERIVE_VERSION: u32 = 1;
 /// Most requests served at once on the port.
 const MAX_IN_FLIGHT: usize = 1024;
+/// How long a write waits for this node to apply it after it committed.
+const APPLY_WAIT: Duration = Duration::from_secs(10);
 /// Largest request body read.
 pub const MAX_BODY: usize = 64 * 1024;
 
@@ -83,8 +85,8 @@ impl Coco {
     }
 
     /// Store `value` at `path`, sealed to the current version's ingest key,
-    /// through the log (authorised by access token `token_id`).
-    pub async fn write(&self, ns: &str, path: &KeyPath, value: &[u8], token_id: &str) -> Result<u32, ServeError> {
+    /// through the log (authorised `by`).
+    pub async fn write(&self, ns: &str, path: &KeyPath, value: &[u8], by: Writer) -> Result<u32, ServeError> {
         let version = self.serving.with_namespace(ns, |n| n.current_version)?;
         let secret = self.serving.secret(ns, version).await?;
         let (_, ingest_public) = sealing::ingest_key(&secret);
@@ -96,23 +98,38 @@ impl Coco {
             key_path: path.as_str().to_string(),
             version,
             sealed: prost::Message::encode_to_vec(&sealed),
-            token_id: token_id.to_string(),
+            by,
         };
-        super::workload::serve::propose_record(&self.serving, &record).await?;
+        self.commit(&record).await?;
         Ok(version)
     }
 
     /// Delete the stored secret at `path` through the log.
-    pub async fn delete(&self, ns: &str, path: &KeyPath, token_id: &str) -> Result<(), ServeError> {
+    pub async fn delete(&self, ns: &str, path: &KeyPath, by: Writer) -> Result<(), ServeError> {
         if self.serving.stored_secret(ns, path)?.is_none() {
             return Err(ServeError::NotFound(format!("namespace {ns} has no stored secret {}", path.as_str())));
         }
-        let record = Record::SecretDeleted {
-            namespace: ns.to_string(),
-            key_path: path.as_str().to_string(),
-            token_id: token_id.to_string(),
-        };
-        super::workload::serve::propose_record(&self.serving, &record).await.map(|_| ())
+        let record = Record::SecretDeleted { namespace: ns.to_string(), key_path: path.as_str().to_string(), by };
+        self.commit(&record).await
+    }
+
+    /// Put a write in the log and wait until this node has applied it, so
+    /// that a client reading back from the node it wrote to sees its write
+    /// (as from Vault); other nodes follow within a heartbeat or two.
+    async fn commit(&self, record: &Record) -> Result<(), ServeError> {
+        let index = super::workload::serve::propose_record(&self.serving, record).await?;
+        let view = &self.serving.keys.view;
+        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
+        while view.last_applied().is_none_or(|l| l.index < index) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServeError::Unavailable(format!(
+                    "the write was committed (log index {index}) but this node has not applied it within {} s",
+                    APPLY_WAIT.as_secs()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ use super::audit::Entry;
 use super::Coco;
 use crate::daemon::workload::ServeError;
 use crate::kbs::vault::{self, VaultError, VaultPath};
+use crate::state::namespace::Writer;
 use crate::state::tokens::Need;
 
 pub fn routes() -> Router<Arc<Coco>> {
@@ -74,13 +75,14 @@ async fn serve(
             Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
         }
         Method::DELETE => {
-            coco.delete(ns, &path.key, &token_id).await.map_err(from_serve)?;
+            coco.delete(ns, &path.key, Writer::Token { id: token_id.clone() }).await.map_err(from_serve)?;
             coco.audit.record(&audit("delete", 0)).await.map_err(VaultError::Unavailable)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => {
             let value = vault::parse_write(body)?;
-            let version = coco.write(ns, &path.key, &value, &token_id).await.map_err(from_serve)?;
+            let version =
+                coco.write(ns, &path.key, &value, Writer::Token { id: token_id.clone() }).await.map_err(from_serve)?;
             coco.audit.record(&audit("write", version)).await.map_err(VaultError::Unavailable)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
