@@ -9,6 +9,13 @@
 //! (GetCaBundle: TLS, HTTP/2 and a state read, no authentication), so the
 //! figures can be read as ratios that carry across machines.
 //!
+//! The KBS loads (`kbs-handshake`, `kbs-bearer`) drive the node's CoCo port
+//! instead, as a CoCo guest does (the KBS protocol over HTTPS/1.1, see
+//! [`crate::kbsbench`]): HTTP/1.1 carries one request at a time, so each of
+//! the `--concurrency` tasks has a keep-alive connection of its own, and
+//! `--connections` does not apply. They are skipped when the node serves no
+//! CoCo port.
+//!
 //! The client runs on the same machine as the cluster and shares its cores:
 //! the figures are for the whole loop, client work included.
 
@@ -18,13 +25,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use guardian_proto::v1::workload_service_client::WorkloadServiceClient;
+use anyhow::Context;
 use guardian_proto::v1::GetCaBundleRequest;
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::cluster::ClusterFile;
 use crate::clusterctl::{issue, Report, Sending};
+use crate::kbsbench::{self, Auth, KbsClient};
 use crate::output::out;
 use crate::workload::{self, Identity, DEMO_WORKLOAD_LABEL};
 use crate::UsageError;
@@ -49,6 +56,12 @@ pub enum Load {
     /// GetChallenge, then Attest with simulated evidence for a new P-256 key: a certificate,
     /// recorded in the replicated log before it is returned.
     Attest,
+    /// On the CoCo port (KBS protocol): /auth, /attest with fresh simulated evidence bound to the
+    /// session nonce and the task's P-256 TEE key, then the resource by session cookie (a JWE).
+    KbsHandshake,
+    /// On the CoCo port: the resource (a JWE) with the task's attestation token as Bearer; each
+    /// task attests once before its loop.
+    KbsBearer,
 }
 
 impl Load {
@@ -58,7 +71,14 @@ impl Load {
             Load::KeyMtls => "key-mtls",
             Load::KeyFresh => "key-fresh",
             Load::Attest => "attest",
+            Load::KbsHandshake => "kbs-handshake",
+            Load::KbsBearer => "kbs-bearer",
         }
+    }
+
+    /// Whether the load runs on the node's CoCo port (KBS protocol) rather than its workload port.
+    fn is_kbs(self) -> bool {
+        matches!(self, Load::KbsHandshake | Load::KbsBearer)
     }
 }
 
@@ -71,14 +91,20 @@ pub struct BenchOpts {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 2)]
     pub warmup: u64,
-    /// Requests in flight at once.
+    /// Requests in flight at once (for the KBS loads, also their HTTP/1.1 connections: one each).
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
-    /// TLS connections the requests share (HTTP/2 multiplexes the rest).
+    /// TLS connections the workload-port requests share (HTTP/2 multiplexes the rest).
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
-    /// Loads to run, in this order (the baseline always runs first).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "key-mtls,key-fresh,attest")]
+    /// Loads to run, in this order (the baseline always runs first). The KBS loads (kbs-handshake,
+    /// kbs-bearer) use the node's CoCo port, and are skipped if it serves none.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "key-mtls,key-fresh,attest,kbs-handshake,kbs-bearer"
+    )]
     pub loads: Vec<Load>,
 }
 
@@ -118,6 +144,11 @@ struct Measured {
 }
 
 impl Measured {
+    /// A load that could not start (its setup failed): nothing done, one error.
+    fn failed(load: Load, window: Duration, error: &anyhow::Error) -> Self {
+        Measured { load, ops: 0, errors: 1, first_error: Some(format!("{error:#}")), window, latencies_us: Vec::new() }
+    }
+
     fn per_sec(&self) -> f64 {
         self.ops as f64 / self.window.as_secs_f64()
     }
@@ -133,14 +164,20 @@ impl Measured {
     }
 }
 
-/// Run `op` closed-loop from `concurrency` tasks over `clients` and measure it.
-async fn drive<F, Fut>(load: Load, clients: &[WorkloadServiceClient<Channel>], opts: &BenchOpts, op: F) -> Measured
+/// Run `op` closed-loop from `concurrency` tasks over `clients` and measure it. Task `i` uses
+/// `clients[i % clients.len()]`, cloned: a client is cheap to clone (a handle on a connection,
+/// shared by its clones).
+async fn drive<C, F, Fut>(load: Load, clients: &[C], opts: &BenchOpts, op: F) -> Measured
 where
-    F: Fn(WorkloadServiceClient<Channel>) -> Fut + Clone + Send + 'static,
+    C: Clone + Send + 'static,
+    F: Fn(C) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send,
 {
     let counted_from = Instant::now() + Duration::from_secs(opts.warmup);
     let window = Duration::from_secs(opts.duration);
+    if clients.is_empty() {
+        return Measured::failed(load, window, &anyhow::anyhow!("no connection to run on"));
+    }
     let until = counted_from + window;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..opts.concurrency {
@@ -187,6 +224,53 @@ where
     m
 }
 
+/// Run a KBS load on the node's CoCo port. Each task has a connection of its own (in `clients`,
+/// opened before the first KBS load and kept for the next); for kbs-bearer each task attests
+/// once, before its loop, for the token it then sends.
+async fn drive_kbs(
+    load: Load,
+    endpoint: &Arc<kbsbench::Endpoint>,
+    clients: &mut Vec<KbsClient>,
+    opts: &BenchOpts,
+) -> Measured {
+    let window = Duration::from_secs(opts.duration);
+    while clients.len() < opts.concurrency {
+        match KbsClient::open(endpoint.clone()).await {
+            Ok(c) => clients.push(c),
+            Err(e) => return Measured::failed(load, window, &e),
+        }
+    }
+    match load {
+        Load::KbsBearer => match with_tokens(clients).await {
+            Ok(tasks) => {
+                drive(load, &tasks, opts, |(c, token): (KbsClient, Arc<str>)| async move {
+                    c.resource(Auth::Bearer(&token)).await
+                })
+                .await
+            }
+            Err(e) => Measured::failed(load, window, &e),
+        },
+        _ => drive(load, clients, opts, |c: KbsClient| async move { c.handshake().await }).await,
+    }
+}
+
+/// Each client with an attestation token of its own (attested concurrently).
+async fn with_tokens(clients: &[KbsClient]) -> anyhow::Result<Vec<(KbsClient, Arc<str>)>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in clients {
+        let c = c.clone();
+        tasks.spawn(async move {
+            let token = c.attest().await.context("attesting for a Bearer token")?.token;
+            anyhow::Ok((c, Arc::<str>::from(token)))
+        });
+    }
+    let mut out = Vec::with_capacity(clients.len());
+    while let Some(joined) = tasks.join_next().await {
+        out.push(joined.context("attesting for a Bearer token")??);
+    }
+    Ok(out)
+}
+
 /// Create the bench namespace if it is missing, and attest once for the
 /// certificate the mTLS loads use.
 async fn prepare(dir: &Path, cluster: &ClusterFile, node: &crate::cluster::NodeEntry) -> anyhow::Result<Identity> {
@@ -209,13 +293,30 @@ async fn prepare(dir: &Path, cluster: &ClusterFile, node: &crate::cluster::NodeE
     anyhow::bail!("could not attest to namespace {NAMESPACE} on node {}: {last}", node.id)
 }
 
+/// The loads to run, baseline first, and those skipped (the KBS loads, when the node has no
+/// CoCo port).
+fn plan(asked: &[Load], has_coco: bool) -> (Vec<Load>, Vec<Load>) {
+    let mut loads = vec![Load::Baseline];
+    loads.extend(asked.iter().copied().filter(|l| *l != Load::Baseline));
+    let (skipped, run) = loads.into_iter().partition(|l| l.is_kbs() && !has_coco);
+    (run, skipped)
+}
+
 /// Benchmark one node (`node`, or the first with a workload port) of the cluster in `dir`.
 pub async fn run(dir: &Path, node: Option<u64>, opts: &BenchOpts, as_json: bool) -> anyhow::Result<ExitCode> {
     opts.check()?;
     let cluster = ClusterFile::load(dir)?;
     let target = workload::pick(&cluster, node)?;
+    let (loads, skipped) = plan(&opts.loads, target.coco_addr.is_some());
     let identity = prepare(dir, &cluster, target).await?;
     let tee = Arc::new(workload::sim_workload(&cluster, DEMO_WORKLOAD_LABEL)?);
+    let kbs = match &target.coco_addr {
+        Some(addr) if loads.iter().any(|l| l.is_kbs()) => {
+            Some(Arc::new(kbsbench::Endpoint::new(dir, addr, tee.clone(), NAMESPACE, KEY_PATH)?))
+        }
+        _ => None,
+    };
+    let mut kbs_clients = Vec::new();
     let mut mtls = Vec::new();
     let mut plain = Vec::new();
     for _ in 0..opts.connections {
@@ -232,10 +333,15 @@ pub async fn run(dir: &Path, node: Option<u64>, opts: &BenchOpts, as_json: bool)
             opts.concurrency,
             opts.connections
         );
-        out!("{:<10} {:>10} {:>9} {:>9} {:>7} {:>12}", "load", "ops/s", "p50 ms", "p99 ms", "errors", "vs baseline");
+        if !skipped.is_empty() {
+            out!(
+                "guardctl bench: node {} serves no CoCo port (no coco_addr in cluster.json); skipping {}",
+                target.id,
+                skipped.iter().map(|l| l.name()).collect::<Vec<_>>().join(", ")
+            );
+        }
+        out!("{:<13} {:>10} {:>9} {:>9} {:>7} {:>12}", "load", "ops/s", "p50 ms", "p99 ms", "errors", "vs baseline");
     }
-    let mut loads = vec![Load::Baseline];
-    loads.extend(opts.loads.iter().copied().filter(|l| *l != Load::Baseline));
     let mut results: Vec<Measured> = Vec::new();
     for load in loads {
         let m = match load {
@@ -270,12 +376,21 @@ pub async fn run(dir: &Path, node: Option<u64>, opts: &BenchOpts, as_json: bool)
                 })
                 .await
             }
+            Load::KbsHandshake | Load::KbsBearer => match &kbs {
+                Some(endpoint) => drive_kbs(load, endpoint, &mut kbs_clients, opts).await,
+                // Not reached: KBS loads are left out above when the node has no CoCo port.
+                None => Measured::failed(
+                    load,
+                    Duration::from_secs(opts.duration),
+                    &anyhow::anyhow!("node {} serves no CoCo port", target.id),
+                ),
+            },
         };
         let baseline = results.first().map(Measured::per_sec).unwrap_or_else(|| m.per_sec());
         let ratio = if baseline > 0.0 { m.per_sec() / baseline } else { 0.0 };
         if !as_json {
             out!(
-                "{:<10} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>12.2}",
+                "{:<13} {:>10.0} {:>9.2} {:>9.2} {:>7} {:>12.2}",
                 load.name(),
                 m.per_sec(),
                 m.percentile_ms(50.0),
@@ -347,6 +462,17 @@ mod tests {
         assert_eq!(m.per_sec(), 50.0);
         assert_eq!(measured(vec![7000]).percentile_ms(99.0), 7.0);
         assert_eq!(measured(vec![]).percentile_ms(50.0), 0.0);
+    }
+
+    #[test]
+    fn the_kbs_loads_run_last_by_default_and_only_on_a_coco_port() {
+        use Load::*;
+        let asked = BenchOpts::default().loads;
+        assert_eq!(asked, [KeyMtls, KeyFresh, Attest, KbsHandshake, KbsBearer]);
+        assert_eq!(plan(&asked, true), (vec![Baseline, KeyMtls, KeyFresh, Attest, KbsHandshake, KbsBearer], vec![]));
+        assert_eq!(plan(&asked, false), (vec![Baseline, KeyMtls, KeyFresh, Attest], vec![KbsHandshake, KbsBearer]));
+        assert_eq!(plan(&[KbsBearer, Baseline], false), (vec![Baseline], vec![KbsBearer]));
+        assert_eq!(plan(&[KbsBearer, Baseline], true), (vec![Baseline, KbsBearer], vec![]));
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod devup;
 mod evidence;
 mod init;
 mod joins;
+mod kbsbench;
 mod keysctl;
 mod nsctl;
 mod output;
@@ -384,6 +385,18 @@ enum TokenCmd {
         #[command(flatten)]
         sign: SignArgs,
     },
+    /// Write your admin key as the PEM that `kbs-client config --auth-private-key` reads, so
+    /// kbs-client's admin requests (set-resource, delete) are signed by an admin of the cluster.
+    KbsAdminKey {
+        /// Where to write the PEM (mode 0600).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Admin key file (default: the cluster's, from cluster.json).
+        #[arg(long)]
+        key: Option<std::path::PathBuf>,
+        #[arg(long, default_value = ".guardian-dev")]
+        cluster: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -551,6 +564,10 @@ fn main() -> ExitCode {
                     false => Ok(code),
                 })
         }
+        Command::Token(TokenCmd::KbsAdminKey { out, key, cluster }) => cluster::ClusterFile::load(&cluster)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| tokens::kbs_admin_key(key.as_deref().unwrap_or(&c.admin_key), &out))
+            .map(|()| ExitCode::SUCCESS),
         Command::Token(TokenCmd::Revoke { id, sign }) => {
             tokens::revoke(&id).map_err(anyhow::Error::from).and_then(|b| sign.run(b))
         }
