@@ -120,6 +120,25 @@ fn vault_value(r: &Reply) -> Vec<u8> {
     v["data"]["data"].as_array().expect("bytes").iter().map(|b| b.as_u64().expect("byte") as u8).collect()
 }
 
+/// The shipped configurations in deploy/coco/ say what docs/coco.md says they do.
+#[test]
+fn deploy_files_point_at_the_guardian() {
+    let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/coco");
+    let read = |f: &str| -> toml::Value {
+        toml::from_str(&std::fs::read_to_string(format!("{deploy}/{f}")).unwrap()).unwrap()
+    };
+    let kbs = read("trustee-kbs.toml");
+    let plugin = &kbs["plugins"][0];
+    assert_eq!((plugin["name"].as_str(), plugin["storage_backend_type"].as_str()), (Some("resource"), Some("Vault")));
+    assert_eq!(plugin["verify_ssl"].as_bool(), Some(true));
+    assert!(plugin["token"].as_str().unwrap().starts_with("gvt."));
+    let initdata = read("initdata.toml");
+    let aa: toml::Value = toml::from_str(initdata["data"]["aa.toml"].as_str().unwrap()).unwrap();
+    let cdh: toml::Value = toml::from_str(initdata["data"]["cdh.toml"].as_str().unwrap()).unwrap();
+    assert_eq!(aa["token_configs"]["kbs"]["url"], cdh["kbc"]["url"]);
+    assert_eq!(cdh["kbc"]["name"].as_str(), Some("cc_kbc"));
+}
+
 #[test]
 fn coco_front_ends_on_a_3_of_5_cluster() {
     let mut c = TestCluster::start(5, Tuning::default());
@@ -161,6 +180,17 @@ fn coco_front_ends_on_a_3_of_5_cluster() {
             vault(&a1, "POST", "/v1/secret/default/key/pvc-preseeded", &rw, br#"{"data":"preseeded-luks-passphrase"}"#);
         (r.status == 204).then_some(()).ok_or_else(|| format!("preseed: {r:?}"))
     });
+    // Reads at another node see a write once that node applied it (within a heartbeat or two).
+    let settled = |path: &str, value: &[u8]| {
+        for a in [&a1, &a2, &a3] {
+            eventually(READY, || {
+                let r = vault(a, "GET", path, &rw, b"");
+                let got = (r.status == 200).then(|| vault_value(&r));
+                (got.as_deref() == Some(value)).then_some(()).ok_or_else(|| format!("{path} at {a}: {r:?}"))
+            });
+        }
+    };
+    settled("/v1/secret/default/key/pvc-preseeded", b"preseeded-luks-passphrase");
     let captured =
         std::fs::read_to_string(format!("{CAPTURES}/trustee-kbs-to-vault-kv1.requests.jsonl")).expect("capture");
     let mut written = Vec::new();
@@ -187,8 +217,11 @@ fn coco_front_ends_on_a_3_of_5_cluster() {
             other => panic!("unexpected captured request {other:?}"),
         }
     }
-    // Deleted: now missing on every node, as in Vault.
-    assert_eq!(vault(&a3, "GET", "/v1/secret/default/key/pvc1", &read, b"").status, 404);
+    // Deleted: now missing on every node (once they applied the entry), as in Vault.
+    eventually(READY, || match vault(&a3, "GET", "/v1/secret/default/key/pvc1", &read, b"").status {
+        404 => Ok(()),
+        s => Err(format!("pvc1 still answers {s} on node 3")),
+    });
     // A volume key never stored is derived: the same on every node.
     let pvc = vault_value(&vault(&a1, "GET", "/v1/secret/default/pvc/data-0", &read, b""));
     assert_eq!(pvc.len(), 32);
@@ -207,6 +240,25 @@ fn coco_front_ends_on_a_3_of_5_cluster() {
         assert_eq!(r.status, 403, "{why}: {r:?}");
         assert!(r.json()["errors"][0].as_str().unwrap().contains("permission denied"), "{why}");
     }
+    // Expired and revoked tokens.
+    let short = {
+        let out = dir.join("token-short");
+        let args = ["token", "create", "--namespace", "default", "--ttl", "2s", "--out", out.to_str().unwrap()];
+        ok(c.guardctl(&args));
+        std::fs::read_to_string(out).expect("token file")
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    let r = vault(&a1, "GET", "/v1/secret/default/pvc/data-0", &short, b"");
+    assert!(r.status == 403 && r.json()["errors"][0].as_str().unwrap().contains("expired"), "{r:?}");
+    let revoked = token(&c, "default", "read");
+    assert_eq!(vault(&a1, "GET", "/v1/secret/default/pvc/data-0", &revoked, b"").status, 200);
+    let id = revoked.split('.').nth(1).expect("token id");
+    ok(c.guardctl(&["token", "revoke", id, "--json"]));
+    eventually(READY, || {
+        let r = vault(&a3, "GET", "/v1/secret/default/pvc/data-0", &revoked, b"");
+        let why = r.json()["errors"][0].as_str().unwrap_or_default().to_string();
+        (r.status == 403 && why.contains("revoked")).then_some(()).ok_or(why)
+    });
     assert_eq!(vault(&a1, "POST", "/v1/secret/default/key/x", &rw, b"{").status, 400, "malformed JSON");
     assert_eq!(vault(&a1, "POST", "/v1/secret/default/key/x", &rw, br#"{"data":[300]}"#).status, 400);
 
@@ -235,12 +287,24 @@ fn coco_front_ends_on_a_3_of_5_cluster() {
         assert_eq!(r.status, 200, "set-resource: {r:?}");
         let r = h.send(&a1, "POST", "/kbs/v0/resource/default/key/pvc1", &[], b"x").await;
         assert_eq!(r.status, 401, "set-resource without a token");
+        // kbs-client's own admin credential: an EdDSA JWT signed with the key `--auth-private-key` names.
+        let pem = dir.join("kbs-admin.pem");
+        ok(c.guardctl(&["token", "kbs-admin-key", "--out", pem.to_str().unwrap()]));
+        let admin = admin_key(&pem);
+        let by_admin = format!("Bearer {}", admin_jwt(&admin));
+        let r = h.send(&a2, "POST", "/kbs/v0/resource/default/key/by-admin", &[("authorization", &by_admin)], b"admin-set").await;
+        assert_eq!(r.status, 200, "set-resource by an admin: {r:?}");
+        let stranger = format!("Bearer {}", admin_jwt(&ed25519_dalek::SigningKey::from_bytes(&[7; 32])));
+        let r = h.send(&a2, "POST", "/kbs/v0/resource/default/key/by-admin", &[("authorization", &stranger)], b"x").await;
+        assert_eq!((r.status, r.kbs_error().as_str()), (401, "AdminAuth"), "not an admin of this cluster");
         let r = h.send(&a1, "POST", "/kbs/v0/auth", &[], b"{\"version\":").await;
         assert_eq!((r.status, r.kbs_error().as_str()), (400, "InvalidRequest"), "malformed JSON");
         let r = h.send(&a1, "POST", "/kbs/v0/auth", &[], br#"{"version":"0.1.0","tee":"sample","extra-params":""}"#).await;
         assert_eq!((r.status, r.kbs_error().as_str()), (400, "ProtocolVersion"));
     });
     let stored = first_prototype_body();
+    settled("/v1/secret/default/key/pvc1", &stored);
+    settled("/v1/secret/default/key/by-admin", b"admin-set");
 
     // 3. The protocol-level client: cookie and Bearer, EC and RSA, stored and derived keys.
     let (ec, rsa) = (TeeKey::ec(), TeeKey::rsa());
@@ -250,6 +314,7 @@ fn coco_front_ends_on_a_3_of_5_cluster() {
             let (cookie, token) = attest(&h, node, key).await;
             let by_cookie = open(&resource(&h, node, "default/key/pvc1", ("cookie", &cookie)).await, key);
             assert_eq!(by_cookie, stored, "the key set through the KBS admin path");
+            assert_eq!(open(&resource(&h, node, "default/key/by-admin", ("cookie", &cookie)).await, key), b"admin-set");
             let bearer = format!("Bearer {token}");
             assert_eq!(open(&resource(&h, node, "default/pvc/data-0", ("authorization", &bearer)).await, key), pvc);
             // Passport: another node accepts the token.
@@ -322,4 +387,22 @@ fn first_prototype_body() -> Vec<u8> {
     let proto = std::fs::read_to_string(format!("{CAPTURES}/kbs-client-vs-prototype-server.jsonl")).unwrap();
     let first: Value = serde_json::from_str(proto.lines().next().unwrap()).unwrap();
     first["body"].as_str().unwrap().as_bytes().to_vec()
+}
+
+/// The Ed25519 key in a PKCS#8 PEM (as `guardctl token kbs-admin-key` writes it).
+fn admin_key(pem: &std::path::Path) -> ed25519_dalek::SigningKey {
+    use ed25519_dalek::pkcs8::DecodePrivateKey;
+    let text = std::fs::read_to_string(pem).expect("PEM");
+    let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+    ed25519_dalek::SigningKey::from_pkcs8_der(&STANDARD.decode(b64).expect("base64")).expect("PKCS#8 Ed25519")
+}
+
+/// An admin token as kbs-client makes one: EdDSA JWT with iat, nbf and exp two hours on.
+fn admin_jwt(key: &ed25519_dalek::SigningKey) -> String {
+    use ed25519_dalek::Signer;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let header = URL_SAFE_NO_PAD.encode(json!({"alg": "EdDSA", "typ": "JWT"}).to_string());
+    let claims = URL_SAFE_NO_PAD.encode(json!({"iat": now, "nbf": now, "exp": now + 7200}).to_string());
+    let signature = key.sign(format!("{header}.{claims}").as_bytes());
+    format!("{header}.{claims}.{}", URL_SAFE_NO_PAD.encode(signature.to_bytes()))
 }
