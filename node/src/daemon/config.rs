@@ -371,6 +371,13 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_coco_section_parses() {
+        let coco = include_str!("../../../deploy/coco/guardian-coco.toml");
+        let c = ConfigToml::parse(&format!("{BASE}{coco}")).unwrap().build().unwrap().coco.unwrap();
+        assert!(c.tls.is_some() && !c.insecure_sample_evidence);
+    }
+
+    #[test]
     fn errors_name_the_setting() {
         let e = ConfigToml::parse("node_id = 1").unwrap().build().unwrap_err().to_string();
         assert!(e.contains("data_dir is required"), "{e}");
