@@ -376,6 +376,7 @@ pub async fn run(
                 audit,
                 sample: c.insecure_sample_evidence,
                 collateral,
+                verified: Default::default(),
             });
             Some(tokio::spawn(super::coco::serve(listener, tls, coco, stopped(stop_rx.clone()))))
         }

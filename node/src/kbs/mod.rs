@@ -7,6 +7,7 @@
 //!   paths, request bodies, the exact response envelope.
 //! - [`session`]: KBS sessions: the nonce `/auth` gives, spent by `/attest`.
 //! - [`binding`]: the runtime-data digest evidence must carry; CoCo "sample" evidence.
+//! - [`evidence`]: CoCo evidence (tdx, az-tdx-vtpm, sample) through the guardian's verifiers.
 //! - [`token`]: the node-signed attestation token (passport mode) and the claims it carries.
 //! - [`jws`]: compact ES256 JWS under the tokens.
 //! - [`jwe`]: resources encrypted to the TEE key (ECDH-ES+A256KW, RSA-OAEP-256; A256GCM).
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod binding;
 pub mod error;
+pub mod evidence;
 pub mod jwe;
 pub mod jws;
 pub mod session;

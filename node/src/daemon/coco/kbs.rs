@@ -9,14 +9,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use base64::Engine;
-use kbs_types::{Attestation, HashAlgorithm, Request, Tee};
-use serde_json::{json, Value};
+use kbs_types::{Attestation, HashAlgorithm, Request};
+use serde_json::json;
 
 use super::audit::Entry;
 use super::Coco;
-use crate::attest::{Claims, Evidence, TeeKind, VerifyOptions};
 use crate::daemon::workload::ServeError;
+use crate::kbs::evidence::EvidenceError;
 use crate::kbs::session::{self, SessionId};
 use crate::kbs::token::{self, Attested, PolicyClaims};
 use crate::kbs::{binding, jwe, KbsError};
@@ -65,7 +64,7 @@ async fn auth(State(coco): State<Arc<Coco>>, body: Bytes) -> Answer {
     if !crate::kbs::version_supported(&req.version) {
         return Err(KbsError::ProtocolVersion(format!("KBS protocol {} is not served; use 0.4.x", req.version)).into());
     }
-    accepted_tee(&coco, req.tee)?;
+    coco.kbs_verifier().accepts(req.tee).map_err(evidence_error)?;
     let now = coco.now();
     let (id, challenge) = lock_sessions(&coco)
         .open(req.tee, now, &mut rand::thread_rng())
@@ -87,7 +86,10 @@ async fn attest(State(coco): State<Arc<Coco>>, headers: HeaderMap, body: Bytes) 
     jwe::check_key(&att.runtime_data.tee_pubkey).map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
     let digest = binding::runtime_data_digest(HashAlgorithm::Sha384, &challenge.nonce, &att.runtime_data.tee_pubkey)
         .map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
-    let claims = verify_evidence(&coco, challenge.tee, &att.tee_evidence.primary_evidence, &digest, now)?;
+    let claims = coco
+        .kbs_verifier()
+        .verify(challenge.tee, &att.tee_evidence.primary_evidence, &digest, now)
+        .map_err(evidence_error)?;
     let node = &coco.serving.keys;
     let attested = Attested {
         tee: challenge.tee,
@@ -116,11 +118,7 @@ async fn resource(
 ) -> Answer {
     let now = coco.now();
     let attested = match (bearer(&headers), cookie(&headers)) {
-        (Some(t), _) => {
-            let cluster = hex::encode(coco.serving.keys.cluster_id);
-            let identity_of = |id| coco.serving.keys.view.with_state(|s| s.members.get(&id).map(|m| m.identity));
-            token::verify(t, &cluster, identity_of, now).map_err(|e| KbsError::TokenInvalid(e.to_string()))?
-        }
+        (Some(t), _) => coco.verify_token(t, now).map_err(|e| KbsError::TokenInvalid(e.to_string()))?,
         (None, Some(id)) => lock_sessions(&coco).get(&id, now).map_err(|e| KbsError::Session(e.to_string()))?,
         (None, None) => return Err(KbsError::TokenNotFound("Attestation Token not found".into()).into()),
     };
@@ -238,61 +236,15 @@ fn admin(coco: &Coco, headers: &HeaderMap, ns: &str) -> Result<Writer, Failure> 
     Ok(writer)
 }
 
-/// Which evidence kinds this node verifies.
-fn accepted_tee(coco: &Coco, tee: Tee) -> Result<(), Failure> {
-    match tee {
-        Tee::Tdx | Tee::AzTdxVtpm => Ok(()),
-        Tee::Sample if coco.sample => Ok(()),
-        Tee::Sample => Err(KbsError::InvalidRequest(
-            "sample evidence proves nothing and is only accepted by development nodes (coco.insecure_sample_evidence)"
-                .into(),
-        )
-        .into()),
-        other => {
-            Err(KbsError::InvalidRequest(format!("{other} evidence is not supported: use tdx or az-tdx-vtpm")).into())
+/// Evidence refusals as the client reads them: 400 where attesting again cannot help.
+fn evidence_error(e: EvidenceError) -> Failure {
+    Failure(match e {
+        EvidenceError::Unsupported(_) | EvidenceError::SampleDisabled | EvidenceError::Malformed { .. } => {
+            KbsError::InvalidRequest(e.to_string())
         }
-    }
-}
-
-/// Verify `evidence` of kind `tee` bound to `digest`. Options are the
-/// loosest any namespace may allow: each namespace's policy re-checks the
-/// claims (SEPT_VE_DISABLE, TCB overrides) at every resource request.
-fn verify_evidence(coco: &Coco, tee: Tee, evidence: &Value, digest: &[u8], now: u64) -> Result<Claims, Failure> {
-    accepted_tee(coco, tee)?;
-    let failed = |e: String| Failure(KbsError::AttestationFailed(e));
-    let mut opts = VerifyOptions::at(now);
-    opts.require_sept_ve_disable = false;
-    opts.azure_tcb_quirk = true;
-    opts.expected_nonce = Some(digest.to_vec());
-    let b64 = |field: &str| -> Result<Vec<u8>, Failure> {
-        let s =
-            evidence.get(field).and_then(Value::as_str).ok_or_else(|| failed(format!("evidence has no {field}")))?;
-        base64::engine::general_purpose::STANDARD
-            .decode(s)
-            .map_err(|_| failed(format!("evidence {field} is not base64")))
-    };
-    let collateral = || {
-        coco.collateral
-            .as_ref()
-            .ok_or_else(|| failed("this node has no Intel collateral for TDX evidence ([tee] collateral)".into()))
-    };
-    let json = serde_json::to_vec(evidence).map_err(|e| failed(e.to_string()))?;
-    let (kind, bytes, collateral, event_log) = match tee {
-        // The guardian's own simulated TEE, for tests of measurement policies (INSECURE too).
-        Tee::Sample if evidence.get("insecure").is_some() => (TeeKind::Sim, json, None, None),
-        Tee::Sample => {
-            binding::check_sample(evidence, digest).map_err(|e| failed(e.to_string()))?;
-            return Ok(crate::kbs::sample_claims());
-        }
-        Tee::Tdx => {
-            let log =
-                evidence.get("cc_eventlog").is_some_and(|v| !v.is_null()).then(|| b64("cc_eventlog")).transpose()?;
-            (TeeKind::Tdx, b64("quote")?, Some(collateral()?), log)
-        }
-        _ => (TeeKind::AzTdxVtpm, json, Some(collateral()?), None),
-    };
-    let ev = Evidence { kind, bytes: &bytes, collateral, event_log: event_log.as_deref() };
-    coco.serving.verifier.verify(&ev, &opts).map_err(|e| failed(format!("evidence refused: {e}")))
+        EvidenceError::NoCollateral => KbsError::Unavailable(e.to_string()),
+        EvidenceError::Refused(_) | EvidenceError::Binding(_) => KbsError::AttestationFailed(e.to_string()),
+    })
 }
 
 fn key_path(repo: &str, kind: &str, tag: &str) -> Result<KeyPath, Failure> {
