@@ -11,7 +11,7 @@
 //!
 //! The KBS loads (`kbs-handshake`, `kbs-bearer`) drive the node's CoCo port
 //! instead, as a CoCo guest does (the KBS protocol over HTTPS/1.1, see
-//! [`crate::kbsbench`]): HTTP/1.1 carries one request at a time, so each of
+//! [`crate::kbsclient`]): HTTP/1.1 carries one request at a time, so each of
 //! the `--concurrency` tasks has a keep-alive connection of its own, and
 //! `--connections` does not apply. They are skipped when the node serves no
 //! CoCo port.
@@ -31,7 +31,7 @@ use serde_json::json;
 
 use crate::cluster::ClusterFile;
 use crate::clusterctl::{issue, Report, Sending};
-use crate::kbsbench::{self, Auth, KbsClient};
+use crate::kbsclient::{self, Auth, KbsClient};
 use crate::output::out;
 use crate::workload::{self, Identity, DEMO_WORKLOAD_LABEL};
 use crate::UsageError;
@@ -229,7 +229,7 @@ where
 /// once, before its loop, for the token it then sends.
 async fn drive_kbs(
     load: Load,
-    endpoint: &Arc<kbsbench::Endpoint>,
+    endpoint: &Arc<kbsclient::Endpoint>,
     clients: &mut Vec<KbsClient>,
     opts: &BenchOpts,
 ) -> Measured {
@@ -312,7 +312,7 @@ pub async fn run(dir: &Path, node: Option<u64>, opts: &BenchOpts, as_json: bool)
     let tee = Arc::new(workload::sim_workload(&cluster, DEMO_WORKLOAD_LABEL)?);
     let kbs = match &target.coco_addr {
         Some(addr) if loads.iter().any(|l| l.is_kbs()) => {
-            Some(Arc::new(kbsbench::Endpoint::new(dir, addr, tee.clone(), NAMESPACE, KEY_PATH)?))
+            Some(Arc::new(kbsclient::Endpoint::new(dir, addr, tee.clone(), NAMESPACE, KEY_PATH)?))
         }
         _ => None,
     };

@@ -31,7 +31,7 @@ mod devup;
 mod evidence;
 mod init;
 mod joins;
-mod kbsbench;
+mod kbsclient;
 mod keysctl;
 mod nsctl;
 mod output;

@@ -115,6 +115,12 @@ pub enum JweError {
     /// AES-GCM encryption failed (plaintext too long for GCM).
     #[error("AES-256-GCM encryption of the resource failed; the resource may be too large")]
     ContentEncryption,
+    /// A received JWE cannot be opened with this key (guest side, [`decrypt_ec`]).
+    #[error("the JWE cannot be opened: {reason}")]
+    Open {
+        /// What is wrong.
+        reason: &'static str,
+    },
 }
 
 /// A validated recipient key.
@@ -222,6 +228,35 @@ fn decode_coordinate(value: &str, field: &'static str) -> Result<FieldBytes, Jwe
 
 /// Concat KDF (NIST SP 800-56A, RFC 7518 §4.6.2) with SHA-256 for a 256-bit key: one round, empty
 /// PartyUInfo and PartyVInfo, AlgorithmID = the JWE `alg`.
+/// Open an `ECDH-ES+A256KW` / `A256GCM` JWE with the TEE's P-256 key: what a
+/// CoCo guest does with a resource (guardctl's demo plays one).
+pub fn decrypt_ec(response: &Response, key: &p256::SecretKey) -> Result<Zeroizing<Vec<u8>>, JweError> {
+    let open = |reason| JweError::Open { reason };
+    if response.protected.alg != ALG_ECDH_ES_A256KW || response.protected.enc != ENC_A256GCM {
+        return Err(open("not ECDH-ES+A256KW with A256GCM"));
+    }
+    let epk = response.protected.other_fields.get("epk").ok_or(open("no epk in the header"))?;
+    let coord = |k: &'static str| -> Result<FieldBytes, JweError> {
+        epk.get(k).and_then(Value::as_str).ok_or(open("epk lacks a coordinate")).and_then(|v| decode_coordinate(v, k))
+    };
+    let point = EncodedPoint::from_affine_coordinates(&coord("x")?, &coord("y")?, false);
+    let epk = Option::<PublicKey>::from(PublicKey::from_encoded_point(&point)).ok_or(open("epk is not on P-256"))?;
+    let shared = p256::ecdh::diffie_hellman(key.to_nonzero_scalar(), epk.as_affine());
+    let kek = concat_kdf_sha256(&shared.raw_secret_bytes()[..], ALG_ECDH_ES_A256KW)?;
+    let mut cek = Zeroizing::new([0u8; CEK_LEN]);
+    aes_kw::KekAes256::new((&*kek).into())
+        .unwrap(&response.encrypted_key, &mut *cek)
+        .map_err(|_| open("the content key does not unwrap: another TEE key"))?;
+    let iv: [u8; IV_LEN] = response.iv.as_slice().try_into().map_err(|_| open("the IV is not 12 bytes"))?;
+    let tag: [u8; 16] = response.tag.as_slice().try_into().map_err(|_| open("the tag is not 16 bytes"))?;
+    let aad = response.protected.generate_aad().map_err(|_| open("the header does not serialise"))?;
+    let mut plaintext = Zeroizing::new(response.ciphertext.clone());
+    Aes256Gcm::new(&Key::<Aes256Gcm>::from(*cek))
+        .decrypt_in_place_detached(&Nonce::from(iv), &aad, &mut plaintext, &aes_gcm::Tag::from(tag))
+        .map_err(|_| open("AES-256-GCM authentication failed"))?;
+    Ok(plaintext)
+}
+
 fn concat_kdf_sha256(z: &[u8], alg: &str) -> Result<Zeroizing<[u8; 32]>, JweError> {
     let alg_len = u32::try_from(alg.len()).map_err(|_| JweError::Header { reason: "alg too long".to_owned() })?;
     let mut hasher = Sha256::new();
@@ -293,24 +328,10 @@ mod tests {
     fn decrypt(response: &Response, ec: Option<&SecretKey>, rsa: Option<&RsaPrivateKey>) -> Vec<u8> {
         assert_eq!(response.protected.enc, ENC_A256GCM);
         assert!(response.aad.is_none());
+        if response.protected.alg == ALG_ECDH_ES_A256KW {
+            return decrypt_ec(response, ec.expect("EC secret")).expect("EC decrypt").to_vec();
+        }
         let cek: Vec<u8> = match response.protected.alg.as_str() {
-            ALG_ECDH_ES_A256KW => {
-                let secret = ec.expect("EC secret");
-                let epk = response.protected.other_fields.get("epk").expect("epk").as_object().expect("epk obj");
-                assert_eq!(epk.get("crv").and_then(Value::as_str), Some("P-256"));
-                assert_eq!(epk.get("kty").and_then(Value::as_str), Some("EC"));
-                let x = URL_SAFE_NO_PAD.decode(epk["x"].as_str().expect("x")).expect("x b64");
-                let y = URL_SAFE_NO_PAD.decode(epk["y"].as_str().expect("y")).expect("y b64");
-                let x: [u8; 32] = x.try_into().expect("x len");
-                let y: [u8; 32] = y.try_into().expect("y len");
-                let point = EncodedPoint::from_affine_coordinates(&x.into(), &y.into(), false);
-                let epk = PublicKey::from_encoded_point(&point).expect("epk on curve");
-                let shared = p256::ecdh::diffie_hellman(secret.to_nonzero_scalar(), epk.as_affine());
-                let kek = concat_kdf_sha256(&shared.raw_secret_bytes()[..], ALG_ECDH_ES_A256KW).expect("kdf");
-                let mut cek = vec![0u8; CEK_LEN];
-                aes_kw::KekAes256::from(*kek).unwrap(&response.encrypted_key, &mut cek).expect("unwrap cek");
-                cek
-            }
             ALG_RSA_OAEP_256 => {
                 let secret = rsa.expect("RSA secret");
                 secret.decrypt(Oaep::new::<Sha256>(), &response.encrypted_key).expect("oaep decrypt")

@@ -1,17 +1,17 @@
-//! The KBS loads of `guardctl bench`: a small client of the Confidential
-//! Containers KBS protocol as a CoCo guest speaks it to a node's CoCo port
-//! (HTTPS/1.1): `/auth` for a session nonce, `/attest` with evidence bound to
+//! guardctl's KBS client (the KBS loads of `guardctl bench`, a step of
+//! `guardctl dev demo`): the Confidential Containers KBS protocol as a CoCo
+//! guest speaks it to a node's CoCo port (HTTPS/1.1): `/auth` for a session nonce, `/attest` with evidence bound to
 //! that nonce and a TEE key, then `/resource` by session cookie or by the
 //! attestation token as Bearer.
 //!
-//! Why a client of its own: these loads measure the KBS front end the way an
+//! Why a client of its own: the bench loads measure the KBS front end the way an
 //! unmodified guest uses it (JSON over HTTP/1.1, cookie sessions, node-signed
 //! tokens, resources sealed to the TEE key), which the gRPC workload client
 //! cannot exercise. It plays the dev cluster's simulated workload TEE
 //! (INSECURE), sending that evidence under TEE "sample", which only
 //! development nodes accept, and it trusts the dev cluster's CoCo CA
-//! (`coco-ca.pem`). Resources are checked to be JWE, not decrypted: the TEE
-//! key's private half is not kept.
+//! (`coco-ca.pem`). The bench loads check resources are JWE without opening
+//! them; `guardctl dev demo` opens one ([`KbsClient::fetch`]).
 //!
 //! HTTP/1.1 carries one request at a time on a connection, so each benchmark
 //! task gets a keep-alive connection of its own ([`KbsClient`]), reopened when
@@ -131,6 +131,7 @@ pub struct Attested {
 pub struct KbsClient {
     endpoint: Arc<Endpoint>,
     link: Arc<Mutex<Option<Sender>>>,
+    tee_key: Arc<p256::SecretKey>,
     tee_pubkey: Arc<TeePubKey>,
 }
 
@@ -145,7 +146,20 @@ impl KbsClient {
     /// Open a connection to `endpoint`, with a new TEE key.
     pub async fn open(endpoint: Arc<Endpoint>) -> anyhow::Result<Self> {
         let sender = endpoint.connect().await?;
-        Ok(KbsClient { endpoint, link: Arc::new(Mutex::new(Some(sender))), tee_pubkey: Arc::new(new_tee_pubkey()?) })
+        let tee_key = p256::SecretKey::random(&mut rand::thread_rng());
+        let tee_pubkey = Arc::new(tee_jwk(&tee_key)?);
+        Ok(KbsClient { endpoint, link: Arc::new(Mutex::new(Some(sender))), tee_key: Arc::new(tee_key), tee_pubkey })
+    }
+
+    /// The same TEE key on a connection to another node (a pod whose KBS address moved).
+    pub async fn moved_to(&self, endpoint: Arc<Endpoint>) -> anyhow::Result<Self> {
+        let sender = endpoint.connect().await?;
+        Ok(KbsClient {
+            endpoint,
+            link: Arc::new(Mutex::new(Some(sender))),
+            tee_key: self.tee_key.clone(),
+            tee_pubkey: self.tee_pubkey.clone(),
+        })
     }
 
     /// `/auth` then `/attest`: a session attested with fresh evidence, and its token.
@@ -165,6 +179,15 @@ impl KbsClient {
         let path = self.endpoint.resource.clone();
         let reply = self.send(Method::GET, &path, Some(auth), Bytes::new()).await?;
         check_resource(expect_ok("/resource", &reply)?)
+    }
+
+    /// `/resource`, opened with this client's TEE key, as the guest's CDH does.
+    pub async fn fetch(&self, auth: Auth<'_>) -> anyhow::Result<zeroize::Zeroizing<Vec<u8>>> {
+        let path = self.endpoint.resource.clone();
+        let reply = self.send(Method::GET, &path, Some(auth), Bytes::new()).await?;
+        let jwe: kbs_types::Response =
+            serde_json::from_slice(expect_ok("/resource", &reply)?).context("/resource: the answer is not a JWE")?;
+        guardian_node::kbs::jwe::decrypt_ec(&jwe, &self.tee_key).context("/resource")
     }
 
     /// The whole handshake a guest does at start-up: auth, attest, resource by session cookie.
@@ -262,11 +285,11 @@ fn build_request(
     req.body(Full::new(body)).with_context(|| format!("building {method} {path}"))
 }
 
-/// A new P-256 TEE key as the CoCo attestation agent sends it (a JWK for ECDH-ES+A256KW).
-/// The private half is dropped: the benchmark does not open the resources.
-fn new_tee_pubkey() -> anyhow::Result<TeePubKey> {
+/// The public half of a P-256 TEE key as the CoCo attestation agent sends it (a JWK for
+/// ECDH-ES+A256KW).
+fn tee_jwk(key: &p256::SecretKey) -> anyhow::Result<TeePubKey> {
     use p256::elliptic_curve::sec1::ToEncodedPoint;
-    let point = p256::SecretKey::random(&mut rand::thread_rng()).public_key().to_encoded_point(false);
+    let point = key.public_key().to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else { anyhow::bail!("P-256 public key without coordinates") };
     Ok(TeePubKey::EC {
         crv: "P-256".into(),
@@ -372,13 +395,16 @@ mod tests {
 
     #[test]
     fn the_tee_key_is_one_the_node_seals_to() {
-        let key = new_tee_pubkey().unwrap();
+        let key = tee_jwk(&p256::SecretKey::random(&mut rand::thread_rng())).unwrap();
         guardian_node::kbs::jwe::check_key(&key).unwrap();
         let jwk = serde_json::to_value(&key).unwrap();
         assert_eq!(jwk["kty"], "EC");
         assert_eq!(jwk["crv"], "P-256");
         assert_eq!(jwk["alg"], "ECDH-ES+A256KW");
-        assert_ne!(serde_json::to_value(new_tee_pubkey().unwrap()).unwrap(), jwk);
+        assert_ne!(
+            serde_json::to_value(tee_jwk(&p256::SecretKey::random(&mut rand::thread_rng())).unwrap()).unwrap(),
+            jwk
+        );
     }
 
     #[test]
@@ -390,7 +416,7 @@ mod tests {
     #[test]
     fn the_attest_request_binds_the_nonce_and_key_in_the_evidence() {
         let tee = tee();
-        let key = new_tee_pubkey().unwrap();
+        let key = tee_jwk(&p256::SecretKey::random(&mut rand::thread_rng())).unwrap();
         let nonce = "QaR4v4JxOrRxs2tClOTfi0KNECKeQfxioIaU9B5nRfo=";
         let body = attest_body(&tee, nonce, &key).unwrap();
         // The shape the node (and the Trustee KBS) parses.
