@@ -203,7 +203,7 @@ fn expiry_replay_crls_sealed_secrets_file_configs_bench_and_failover() {
     ]));
     let loads = out["loads"].as_array().expect("loads");
     let names: Vec<&str> = loads.iter().filter_map(|l| l["load"].as_str()).collect();
-    assert_eq!(names, ["baseline", "key-mtls", "key-fresh", "attest"]);
+    assert_eq!(names, ["baseline", "key-mtls", "key-fresh", "attest", "kbs-handshake", "kbs-bearer"]);
     for l in loads {
         assert!(l["ops"].as_u64() > Some(0) && l["errors"] == 0, "{l}");
     }

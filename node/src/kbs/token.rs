@@ -213,6 +213,51 @@ pub fn verify(
     Ok(attested)
 }
 
+/// Most verified tokens a [`Memo`] remembers.
+const MAX_MEMO: usize = 16_384;
+
+/// Tokens whose signature was verified, by SHA-256 of the token: a Bearer
+/// client sends the same token for minutes, and the ECDSA check is the
+/// dearest part of a resource request. A remembered token still has its
+/// expiry and its issuer's membership checked on every use.
+#[derive(Default)]
+pub struct Memo {
+    seen: std::collections::HashMap<[u8; 32], (Attested, NodeIdentity)>,
+}
+
+impl Memo {
+    /// [`verify`], remembering what verified.
+    pub fn verify(
+        &mut self,
+        token: &str,
+        cluster_id: &str,
+        identity_of: impl Fn(NodeId) -> Option<NodeIdentity>,
+        now: u64,
+    ) -> Result<Attested, TokenError> {
+        use sha2::{Digest, Sha256};
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some((attested, issuer)) = self.seen.get(&hash) {
+            if now >= attested.exp {
+                return Err(TokenError::Expired);
+            }
+            return match identity_of(attested.node) == Some(*issuer) {
+                true => Ok(attested.clone()),
+                false => Err(TokenError::UnknownIssuer(attested.node)),
+            };
+        }
+        let attested = verify(token, cluster_id, &identity_of, now)?;
+        let issuer = identity_of(attested.node).ok_or(TokenError::UnknownIssuer(attested.node))?;
+        if self.seen.len() >= MAX_MEMO {
+            self.seen.retain(|_, (a, _)| a.exp > now);
+            if self.seen.len() >= MAX_MEMO {
+                self.seen.clear();
+            }
+        }
+        self.seen.insert(hash, (attested.clone(), issuer));
+        Ok(attested)
+    }
+}
+
 fn issuer(cluster_id: &str) -> String {
     format!("guardian:{cluster_id}")
 }
@@ -295,5 +340,22 @@ pub(crate) mod tests {
         assert_eq!(verify(&forged, "c1", members, 1001).err(), Some(TokenError::BadSignature));
         assert!(matches!(verify("not.a.token", "c1", members, 1001), Err(TokenError::Malformed(_))));
         assert_eq!(a.claims.to_claims().unwrap().td.mrtd, SimMeasurements::from_label("coco-sample").mrtd);
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_dies_with_its_issuer() {
+        let node = crate::net::ratls::cert::NodeKey::generate().unwrap();
+        let me = crate::net::ratls::identity_of(&node.spki_der());
+        let token = issue(&attested(), "c1", &node.spki_der(), |m| node.sign(m).map_err(|e| e.to_string())).unwrap();
+        let mut memo = Memo::default();
+        let members = |id: NodeId| (id == 2).then_some(me);
+        assert!(memo.verify(&token, "c1", members, 1001).is_ok());
+        assert!(memo.verify(&token, "c1", members, 1002).is_ok(), "remembered");
+        assert_eq!(memo.verify(&token, "c1", |_| None, 1003).err(), Some(TokenError::UnknownIssuer(2)), "revoked");
+        assert_eq!(memo.verify(&token, "c1", members, 1000 + TOKEN_SECS).err(), Some(TokenError::Expired));
+        assert_eq!(
+            memo.verify("x.y.z", "c1", members, 1001).err().map(|e| matches!(e, TokenError::Malformed(_))),
+            Some(true)
+        );
     }
 }

@@ -16,7 +16,6 @@ pub mod audit;
 pub mod kbs;
 pub mod vault;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -33,15 +32,11 @@ use crate::kbs::session::Sessions;
 use crate::kbs::token::{self, Attested, TokenError};
 use crate::keys::{hierarchy, sealing, KeyPath};
 use crate::state::namespace::{Record, Writer};
-use crate::state::NodeIdentity;
-use sha2::{Digest, Sha256};
 
 /// The namespace secret version keys that were never stored derive from.
 /// Pinned, so that rotating the namespace secret never changes a PVC key
 /// under a volume that is already encrypted with it (see docs/coco.md).
 pub const DERIVE_VERSION: u32 = 1;
-/// Most verified attestation tokens remembered.
-const MAX_MEMO: usize = 16_384;
 /// Most requests served at once on the port.
 const MAX_IN_FLIGHT: usize = 1024;
 /// How long a write waits for this node to apply it after it committed.
@@ -58,9 +53,8 @@ pub struct Coco {
     pub sample: bool,
     /// Intel collateral for TDX evidence, from the node's `[tee] collateral`.
     pub collateral: Option<Collateral>,
-    /// Attestation tokens whose signature was verified: SHA-256 of the token → what it says and
-    /// the issuer's identity then (a Bearer client sends the same token for minutes).
-    pub verified: Mutex<HashMap<[u8; 32], (Attested, NodeIdentity)>>,
+    /// Attestation tokens whose signature this node verified.
+    pub verified: Mutex<token::Memo>,
 }
 
 impl Coco {
@@ -72,34 +66,12 @@ impl Coco {
         self.serving.keys.me
     }
 
-    /// Verify a Bearer attestation token at `now`. A token seen before skips
-    /// the signature check, never the expiry or the issuer's membership.
+    /// Verify a Bearer attestation token at `now` (see [`token::Memo`]).
     pub fn verify_token(&self, token: &str, now: u64) -> Result<Attested, TokenError> {
         let view = &self.serving.keys.view;
         let identity_of = |id| view.with_state(|s| s.members.get(&id).map(|m| m.identity));
-        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let memo = self.verified.lock().unwrap_or_else(PoisonError::into_inner).get(&hash).cloned();
-        if let Some((attested, issuer)) = memo {
-            if now >= attested.exp {
-                return Err(TokenError::Expired);
-            }
-            return match identity_of(attested.node) == Some(issuer) {
-                true => Ok(attested),
-                false => Err(TokenError::UnknownIssuer(attested.node)),
-            };
-        }
         let cluster = hex::encode(self.serving.keys.cluster_id);
-        let attested = token::verify(token, &cluster, identity_of, now)?;
-        let issuer = identity_of(attested.node).ok_or(TokenError::UnknownIssuer(attested.node))?;
-        let mut memo = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-        if memo.len() >= MAX_MEMO {
-            memo.retain(|_, (a, _)| a.exp > now);
-            if memo.len() >= MAX_MEMO {
-                memo.clear();
-            }
-        }
-        memo.insert(hash, (attested.clone(), issuer));
-        Ok(attested)
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).verify(token, &cluster, identity_of, now)
     }
 
     /// How this node verifies KBS evidence.
