@@ -99,8 +99,9 @@ enum Command {
     #[command(subcommand)]
     Workload(workload::WorkloadCmd),
     /// Measure throughput and p50/p99 latency of one node's workload service (key fetch by
-    /// certificate, key fetch with fresh evidence, certificate issuance) against a running dev
-    /// cluster, as its simulated workload (INSECURE). Creates namespace `bench` if it is missing.
+    /// certificate, key fetch with fresh evidence, certificate issuance) and CoCo port (KBS
+    /// handshake, Bearer-token resource fetch) against a running dev cluster, as its simulated
+    /// workload (INSECURE). Creates namespace `bench` if it is missing.
     Bench {
         #[arg(long, default_value = ".guardian-dev")]
         cluster: std::path::PathBuf,
