@@ -103,10 +103,11 @@ impl Sessions {
         }
     }
 
-    /// Record what a session's attestation proved.
-    pub fn attested(&mut self, id: &SessionId, attested: Attested, now: u64) -> Result<(), SessionError> {
-        self.live(id, now)?.stage = Stage::Attested(Box::new(attested));
-        Ok(())
+    /// Record what a session's attestation proved; returns when the session expires.
+    pub fn attested(&mut self, id: &SessionId, attested: Attested, now: u64) -> Result<u64, SessionError> {
+        let session = self.live(id, now)?;
+        session.stage = Stage::Attested(Box::new(attested));
+        Ok(session.expires_at)
     }
 
     /// What an attested session proved, for a resource request.
@@ -115,11 +116,6 @@ impl Sessions {
             Stage::Attested(a) => Ok((**a).clone()),
             Stage::Challenged { .. } => Err(SessionError::NotAttested),
         }
-    }
-
-    /// When a session's cookie expires.
-    pub fn expires_at(&self, id: &SessionId) -> Option<u64> {
-        self.map.get(id).map(|s| s.expires_at)
     }
 
     pub fn len(&self) -> usize {
@@ -163,7 +159,7 @@ mod tests {
         assert_eq!(s.get(&id, 101).unwrap_err(), SessionError::NotAttested);
         assert_eq!(s.take_challenge(&id, 101).unwrap(), ch);
         assert_eq!(s.take_challenge(&id, 102).unwrap_err(), SessionError::Spent, "a nonce is spent once");
-        s.attested(&id, attested(), 102).unwrap();
+        assert_eq!(s.attested(&id, attested(), 102), Ok(100 + SESSION_SECS));
         assert_eq!(s.take_challenge(&id, 103).unwrap_err(), SessionError::Spent, "no second attestation");
         assert!(s.get(&id, 103).is_ok());
         assert_eq!(s.get(&id, 100 + SESSION_SECS).unwrap_err(), SessionError::Expired);

@@ -97,10 +97,16 @@ pub fn parse_write(body: &[u8]) -> Result<zeroize::Zeroizing<Vec<u8>>, VaultErro
         _ => return Err(bad("the value is neither an array of bytes nor a string")),
     };
     let bytes = zeroize::Zeroizing::new(bytes);
-    if bytes.is_empty() || bytes.len() > MAX_VALUE_BYTES {
-        return Err(bad(&format!("a value is 1 to {MAX_VALUE_BYTES} bytes")));
-    }
+    check_len(bytes.len()).map_err(|why| bad(&why))?;
     Ok(bytes)
+}
+
+/// A stored value's size limits (Vault writes and KBS set-resource alike).
+pub fn check_len(len: usize) -> Result<(), String> {
+    match (1..=MAX_VALUE_BYTES).contains(&len) {
+        true => Ok(()),
+        false => Err(format!("a value is 1 to {MAX_VALUE_BYTES} bytes")),
+    }
 }
 
 /// The GET answer: Vault's full envelope around `{"data": [bytes]}`.

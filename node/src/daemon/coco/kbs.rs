@@ -12,7 +12,6 @@ use axum::Router;
 use kbs_types::{Attestation, HashAlgorithm, Request};
 use serde_json::json;
 
-use super::audit::Entry;
 use super::Coco;
 use crate::daemon::workload::ServeError;
 use crate::kbs::evidence::EvidenceError;
@@ -105,8 +104,7 @@ async fn attest(State(coco): State<Arc<Coco>>, headers: HeaderMap, body: Bytes) 
     })
     .map_err(|e| KbsError::Internal(e.to_string()))?;
     tracing::info!(tee = %challenge.tee, jti = %attested.jti, "kbs attestation verified");
-    let expires = lock_sessions(&coco).expires_at(&id).unwrap_or(now);
-    lock_sessions(&coco).attested(&id, attested, now).map_err(|e| KbsError::Session(e.to_string()))?;
+    let expires = lock_sessions(&coco).attested(&id, attested, now).map_err(|e| KbsError::Session(e.to_string()))?;
     Ok(with_cookie(axum::Json(json!({ "token": token })).into_response(), &id, expires))
 }
 
@@ -133,17 +131,8 @@ async fn resource(
     let (version, value) = coco.value(&repo, &path).await.map_err(from_serve)?;
     let response = jwe::encrypt(&attested.tee_pubkey, &value, &mut rand::thread_rng())
         .map_err(|e| KbsError::InvalidRequest(e.to_string()))?;
-    let entry = Entry {
-        at: now,
-        node: coco.me(),
-        front: "kbs",
-        action: "release",
-        namespace: &repo,
-        key: path.as_str(),
-        by: format!("tee:{}:{rule}:{}@node{}", attested.tee, attested.jti, attested.node),
-        version,
-    };
-    coco.audit.record(&entry).await.map_err(KbsError::Unavailable)?;
+    let by = format!("tee:{}:{rule}:{}@node{}", attested.tee, attested.jti, attested.node);
+    coco.audit("kbs", "release", &repo, &path, by, version).await.map_err(KbsError::Unavailable)?;
     let body = serde_json::to_string(&response).map_err(|e| KbsError::Internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
@@ -158,14 +147,11 @@ async fn set_resource(
 ) -> Answer {
     let path = key_path(&repo, &kind, &tag)?;
     let by = admin(&coco, &headers, &repo)?;
-    if body.is_empty() || body.len() > crate::kbs::vault::MAX_VALUE_BYTES {
-        let max = crate::kbs::vault::MAX_VALUE_BYTES;
-        return Err(KbsError::InvalidRequest(format!("a resource is 1 to {max} bytes")).into());
-    }
+    crate::kbs::vault::check_len(body.len()).map_err(KbsError::InvalidRequest)?;
     let value = zeroize::Zeroizing::new(body.to_vec());
     let who = by.to_string();
     let version = coco.write(&repo, &path, &value, by).await.map_err(from_serve)?;
-    audit_admin(&coco, "write", &repo, &path, who, version).await?;
+    coco.audit("kbs", "write", &repo, &path, who, version).await.map_err(KbsError::Unavailable)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -179,7 +165,7 @@ async fn delete_resource(
     let by = admin(&coco, &headers, &repo)?;
     let who = by.to_string();
     coco.delete(&repo, &path, by).await.map_err(from_serve)?;
-    audit_admin(&coco, "delete", &repo, &path, who, 0).await?;
+    coco.audit("kbs", "delete", &repo, &path, who, 0).await.map_err(KbsError::Unavailable)?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -193,27 +179,6 @@ async fn policy_admin() -> Answer {
     .into())
 }
 
-async fn audit_admin(
-    coco: &Coco,
-    action: &'static str,
-    ns: &str,
-    path: &KeyPath,
-    by: String,
-    v: u32,
-) -> Result<(), Failure> {
-    let entry = Entry {
-        at: coco.now(),
-        node: coco.me(),
-        front: "kbs",
-        action,
-        namespace: ns,
-        key: path.as_str(),
-        by,
-        version: v,
-    };
-    coco.audit.record(&entry).await.map_err(|e| KbsError::Unavailable(e).into())
-}
-
 /// An admin write: as Bearer, an admin's EdDSA JWT (kbs-client
 /// `--auth-private-key`) or a read-write access token of the namespace.
 fn admin(coco: &Coco, headers: &HeaderMap, ns: &str) -> Result<Writer, Failure> {
@@ -222,16 +187,17 @@ fn admin(coco: &Coco, headers: &HeaderMap, ns: &str) -> Result<Writer, Failure> 
             "admin requests need an admin's token (kbs-client --auth-private-key, see guardctl token kbs-admin-key) or a read-write access token as Bearer".into(),
         )
     })?;
-    let now = coco.now();
-    let view = &coco.serving.keys.view;
     let writer = if crate::kbs::admin::looks_like_jwt(bearer) {
-        view.with_state(|s| crate::kbs::admin::verify(bearer, &s.admins, now))
+        let now = coco.now();
+        coco.serving
+            .keys
+            .view
+            .with_state(|s| crate::kbs::admin::verify(bearer, &s.admins, now))
             .map(|key_id| Writer::Admin { key_id, jwt: bearer.to_string() })
             .map_err(|e| KbsError::AdminAuth(e.to_string()))?
     } else {
         let need = Need { namespace: ns, mount: None, write: true };
-        view.with_state(|s| s.check_token(bearer, need, now).map(|id| Writer::Token { id: id.to_string() }))
-            .map_err(|e| KbsError::AdminAuth(e.to_string()))?
+        coco.check_token(bearer, need).map(|id| Writer::Token { id }).map_err(|e| KbsError::AdminAuth(e.to_string()))?
     };
     Ok(writer)
 }

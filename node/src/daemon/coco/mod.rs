@@ -32,6 +32,7 @@ use crate::kbs::session::Sessions;
 use crate::kbs::token::{self, Attested, TokenError};
 use crate::keys::{hierarchy, sealing, KeyPath};
 use crate::state::namespace::{Record, Writer};
+use crate::state::tokens::{Need, TokenRefusal};
 
 /// The namespace secret version keys that were never stored derive from.
 /// Pinned, so that rotating the namespace secret never changes a PVC key
@@ -138,18 +139,42 @@ impl Coco {
     /// (as from Vault); other nodes follow within a heartbeat or two.
     async fn commit(&self, record: &Record) -> Result<(), ServeError> {
         let index = super::workload::serve::propose_record(&self.serving, record).await?;
-        let view = &self.serving.keys.view;
-        let deadline = tokio::time::Instant::now() + APPLY_WAIT;
-        while view.last_applied().is_none_or(|l| l.index < index) {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(ServeError::Unavailable(format!(
-                    "the write was committed (log index {index}) but this node has not applied it within {} s",
-                    APPLY_WAIT.as_secs()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        let wait = self.serving.keys.raft.wait(Some(APPLY_WAIT));
+        match wait.applied_index_at_least(Some(index), "coco write").await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(ServeError::Unavailable(format!(
+                "the write was committed (log index {index}) but not applied here: {e}"
+            ))),
         }
-        Ok(())
+    }
+
+    /// Check a presented access token against what a request needs; its id.
+    pub fn check_token(&self, token: &str, need: Need<'_>) -> Result<String, TokenRefusal> {
+        let now = self.now();
+        self.serving.keys.view.with_state(|s| s.check_token(token, need, now).map(str::to_string))
+    }
+
+    /// Record an event in the audit log (returns once it is on disk).
+    pub async fn audit(
+        &self,
+        front: &'static str,
+        action: &'static str,
+        ns: &str,
+        key: &KeyPath,
+        by: String,
+        version: u32,
+    ) -> Result<(), String> {
+        let entry = audit::Entry {
+            at: self.now(),
+            node: self.me(),
+            front,
+            action,
+            namespace: ns,
+            key: key.as_str(),
+            by,
+            version,
+        };
+        self.audit.record(&entry).await
     }
 }
 

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::Router;
 
-use super::audit::Entry;
 use super::Coco;
 use crate::daemon::workload::ServeError;
 use crate::kbs::vault::{self, VaultError, VaultPath};
@@ -54,36 +53,26 @@ async fn serve(
         _ => return Err(VaultError::BadRequest(format!("method {method} is not part of KV v1 here"))),
     };
     let token_id = authorize(coco, headers, &path, write)?;
-    let by = format!("token:{token_id}");
-    let (ns, key) = (path.namespace.as_str(), path.key.as_str());
-    let audit = |action, version| Entry {
-        at: coco.now(),
-        node: coco.me(),
-        front: "vault",
-        action,
-        namespace: ns,
-        key,
-        by: by.clone(),
-        version,
-    };
+    let by = || format!("token:{token_id}");
+    let ns = path.namespace.as_str();
     match *method {
         Method::GET => {
             let (version, value) = coco.value(ns, &path.key).await.map_err(from_serve)?;
-            coco.audit.record(&audit("release", version)).await.map_err(VaultError::Unavailable)?;
+            coco.audit("vault", "release", ns, &path.key, by(), version).await.map_err(VaultError::Unavailable)?;
             let request_id = hex::encode(rand::random::<[u8; 16]>());
             let body = vault::read_response(&request_id, &value);
             Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body.to_string()).into_response())
         }
         Method::DELETE => {
             coco.delete(ns, &path.key, Writer::Token { id: token_id.clone() }).await.map_err(from_serve)?;
-            coco.audit.record(&audit("delete", 0)).await.map_err(VaultError::Unavailable)?;
+            coco.audit("vault", "delete", ns, &path.key, by(), 0).await.map_err(VaultError::Unavailable)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         _ => {
             let value = vault::parse_write(body)?;
             let version =
                 coco.write(ns, &path.key, &value, Writer::Token { id: token_id.clone() }).await.map_err(from_serve)?;
-            coco.audit.record(&audit("write", version)).await.map_err(VaultError::Unavailable)?;
+            coco.audit("vault", "write", ns, &path.key, by(), version).await.map_err(VaultError::Unavailable)?;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
     }
@@ -96,12 +85,7 @@ fn authorize(coco: &Coco, headers: &HeaderMap, path: &VaultPath, write: bool) ->
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| VaultError::Forbidden("permission denied: no X-Vault-Token".into()))?;
     let need = Need { namespace: &path.namespace, mount: Some(&path.mount), write };
-    let now = coco.now();
-    coco.serving
-        .keys
-        .view
-        .with_state(|s| s.check_token(token, need, now).map(str::to_string))
-        .map_err(|e| VaultError::Forbidden(format!("permission denied: {e}")))
+    coco.check_token(token, need).map_err(|e| VaultError::Forbidden(format!("permission denied: {e}")))
 }
 
 fn from_serve(e: ServeError) -> VaultError {
