@@ -43,3 +43,16 @@ pub fn sample_claims() -> crate::attest::Claims {
     let m = SimMeasurements::from_label(SAMPLE_LABEL);
     sim::simulated_claims(&m, crate::attest::TdAttributes(sim::DEFAULT_ATTRIBUTES), [0; 64])
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_documented_sample_policy_names_the_sample_measurement() {
+        let mrtd = hex::encode(crate::attest::sim::SimMeasurements::from_label(super::SAMPLE_LABEL).mrtd);
+        let docs = include_str!("../../../docs/coco.md");
+        assert!(docs.contains(&format!("mrtd = \"{mrtd}\"")), "docs/coco.md §3 names another MRTD than {mrtd}");
+        let after = docs.split("# sample-policy.toml").nth(1).unwrap();
+        let policy = after.split_once('\n').and_then(|(_, p)| p.split("```").next()).unwrap();
+        crate::policy::document::NamespaceDocument::parse("default", policy).unwrap();
+    }
+}
